@@ -1,0 +1,529 @@
+"""The public connection: `kernel_engine.connect()` and `Connection.execute(sql)`.
+
+The connection parses statements and hands each to its handler. Handlers that
+change the catalog or read current state run on the engine thread; queries
+run on a reader cursor and see the last committed epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlglot import exp
+
+from kernel_engine._duck import Duck
+from kernel_engine._values import literal_columns
+from kernel_engine.catalog import Catalog, Relation
+from kernel_engine.errors import BindError, CatalogError, Error, ExecutionError, UnsupportedError
+from kernel_engine.meta.coordinator import Coordinator
+from kernel_engine.query.adhoc import translate_query
+from kernel_engine.result import Result
+from kernel_engine.sql import statements as st
+from kernel_engine.sql.expr import to_duck_query
+from kernel_engine.sql.explain import explain
+from kernel_engine.sql.parse import parse
+from kernel_engine.sql.plan import Planner
+from kernel_engine.state.table import quote
+from kernel_engine.stream.build import arrow_schema, build_view
+from kernel_engine.stream.graph import Graph
+from kernel_engine.stream.message import WEIGHT, with_weight
+from kernel_engine.stream.operators import TableSource
+from kernel_engine.types import display_name
+
+__all__ = ["Connection", "connect"]
+
+ROW_ID = "_row_id"
+
+
+def connect(location: str | None = None, *, storage_options: dict[str, Any] | None = None,
+            barrier_interval_ms: int = 1000) -> Connection:
+    """Start an engine. With no location, state lives in memory only."""
+    if location is not None:
+        raise UnsupportedError("checkpoint storage arrives with durable epochs; "
+                               "use kernel_engine.connect() for in-memory state")
+    del storage_options
+    return Connection(barrier_interval_ms=barrier_interval_ms)
+
+
+class Connection:
+    """A running engine and the session that talks to it."""
+
+    def __init__(self, barrier_interval_ms: int = 1000) -> None:
+        self.duck = Duck(streaming=True)
+        self.catalog = Catalog()
+        self.graph = Graph()
+        self.coordinator = Coordinator(self.duck, self.graph, barrier_interval_ms)
+        self.implicit_flush = False
+        self.session: dict[str, str] = {}
+        self._schemas: dict[str, pa.Schema] = {}
+        self._closed = False
+
+    # ---- public API ----------------------------------------------------------------------
+
+    def execute(self, sql: str) -> Result:
+        """Run one or more statements; return the result of the last."""
+        self._check_open()
+        statements = parse(sql)
+        result = Result()
+        for index, (_, stmt) in enumerate(statements, start=1):
+            try:
+                result = self._run(stmt)
+            except Error as err:
+                if len(statements) > 1:
+                    raise err.with_statement(index, stmt.sql) from None
+                raise
+        return result
+
+    def sql(self, sql: str) -> Result:
+        """Alias of execute (DuckDB habit)."""
+        return self.execute(sql)
+
+    def insert(self, table: str, data: Any) -> None:
+        """Bulk INSERT of a pyarrow Table/RecordBatch or pandas DataFrame into `table`."""
+        self._check_open()
+        if isinstance(data, pa.RecordBatch):
+            data = pa.Table.from_batches([data])
+        elif not isinstance(data, pa.Table):
+            data = pa.Table.from_pandas(data, preserve_index=False)
+        rel = self._table(table)
+        unknown = [c for c in data.column_names if c not in dict(rel.visible)]
+        if unknown:
+            raise CatalogError(f'column "{unknown[0]}" of relation "{table}" does not exist')
+        self._submit(rel, self._conform(rel, data))
+        if self.implicit_flush:
+            self.coordinator.flush()
+
+    def flush(self) -> None:
+        """Wait until everything issued before is visible."""
+        self.coordinator.flush()
+
+    @property
+    def progress(self) -> Any:
+        """Epochs, barrier latencies, errors (see meta.Progress)."""
+        return self.coordinator.progress
+
+    def operator_rows(self) -> dict[str, tuple[int, int]]:
+        """Rows in and out of every operator."""
+        return {op.identity: (op.rows_in, op.rows_out) for op in self.graph.operators}
+
+    def close(self) -> None:
+        """Stop the engine."""
+        if not self._closed:
+            self._closed = True
+            self.coordinator.stop()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Error("connection is closed")
+
+    # ---- dispatch ------------------------------------------------------------------------
+
+    def _run(self, stmt: st.Statement) -> Result:
+        handler = getattr(self, f"_do_{type(stmt).__name__}", None)
+        if handler is None:
+            raise UnsupportedError(f"{type(stmt).__name__} is not supported")
+        result: Result = handler(stmt)
+        return result
+
+    def _call(self, fn: Any, barrier: bool = False) -> Any:
+        return self.coordinator.call(fn, barrier=barrier)
+
+    # ---- DDL -----------------------------------------------------------------------------
+
+    def _do_CreateTable(self, stmt: st.CreateTable) -> Result:  # noqa: N802
+        if stmt.options:
+            raise UnsupportedError("CREATE TABLE ... WITH (connector = ...) is not supported "
+                                   "yet; create a plain table and INSERT into it")
+        names = [c for c, _ in stmt.columns]
+        if len(set(names)) != len(names):
+            raise BindError(f"column name duplicated in table {stmt.name}")
+        for k in stmt.primary_key:
+            if k not in names:
+                raise CatalogError(f'primary key column "{k}" is not a column of {stmt.name}')
+        if stmt.append_only and stmt.primary_key:
+            raise BindError("an APPEND ONLY table cannot have a primary key")
+
+        def create() -> Result:
+            if self.catalog.get(stmt.name) is not None:
+                if stmt.if_not_exists:
+                    return Result(status="CREATE_TABLE")
+                raise CatalogError(f'relation "{stmt.name}" already exists')
+            hidden = [] if stmt.primary_key else [(ROW_ID, "BIGINT")]
+            cols = list(stmt.columns) + hidden
+            key = list(stmt.primary_key) or [ROW_ID]
+            op = TableSource(self.duck, stmt.name, cols, key, bool(stmt.primary_key),
+                             stmt.on_conflict)
+            self._create_view(stmt.name, op.state.name, names)
+            self.graph.add(op)
+            self.coordinator.sources.append(op)
+            columns = [(c, t, False) for c, t in stmt.columns] + [(c, t, True) for c, t in hidden]
+            self.catalog.add(Relation(stmt.name, "table", columns, key, stmt.sql, op,
+                                      operators=[op], primary_key=list(stmt.primary_key),
+                                      append_only=stmt.append_only))
+            return Result(status="CREATE_TABLE")
+
+        return self._call(create, barrier=True)  # type: ignore[no-any-return]
+
+    def _create_view(self, name: str, table: str, visible: list[str]) -> None:
+        cols = ", ".join(quote(c) for c in visible)
+        self.duck.run(f"CREATE VIEW {quote(name)} AS SELECT {cols} FROM {quote(table)}")
+
+    def _planner(self) -> Planner:
+        return Planner(self.catalog, self.duck.describe)
+
+    def _do_CreateMaterializedView(self, stmt: st.CreateMaterializedView) -> Result:  # noqa: N802
+        def create() -> Result:
+            if self.catalog.get(stmt.name) is not None:
+                if stmt.if_not_exists:
+                    return Result(status="CREATE_MATERIALIZED_VIEW")
+                raise CatalogError(f'relation "{stmt.name}" already exists')
+            planner = self._planner()
+            plan = planner.plan_view(stmt.name, stmt.query)
+            built = build_view(self.duck, plan)
+            try:
+                self._start_view(built)
+                visible = [out for _, out, hidden in plan.columns if not hidden]
+                self._create_view(stmt.name, built.materialize.state.name, visible)
+            except Exception:
+                self.graph.remove(built.operators)
+                for op in built.operators:
+                    op.drop()
+                raise
+            columns = [(out, c.type, hidden) for (_, out, hidden), c in
+                       zip(plan.columns, plan.cols, strict=True)]
+            key = [out for c, out, _ in plan.columns if c in plan.key]
+            self.catalog.add(Relation(stmt.name, "materialized view", columns, key, stmt.sql,
+                                      built.materialize, operators=built.operators,
+                                      deps=set(planner.deps), plan=plan))
+            return Result(status="CREATE_MATERIALIZED_VIEW")
+
+        return self._call(create, barrier=True)  # type: ignore[no-any-return]
+
+    def _start_view(self, built: Any) -> None:
+        """Emit initial rows, backfill from upstream snapshots, then attach to upstream."""
+        for op in built.operators:
+            self.graph.push(op, op.initial())
+        from kernel_engine.stream.operators import Scan
+
+        for relation, op, port in built.attach:
+            if isinstance(op, Scan):
+                upstream = self.catalog.get(relation)
+                assert upstream is not None
+                snapshot = upstream.op.state_tables()[0].snapshot()
+                if snapshot.num_rows:
+                    self.graph.deliver(op, port, snapshot)
+        for relation, op, port in built.attach:
+            upstream = self.catalog.get(relation)
+            assert upstream is not None
+            upstream.op.outputs.append((op, port))
+        for op in built.operators:
+            self.graph.add(op)
+
+    def _do_Drop(self, stmt: st.Drop) -> Result:  # noqa: N802
+        kind = "table" if stmt.kind == "TABLE" else "materialized view"
+        if stmt.kind not in ("TABLE", "MATERIALIZED VIEW"):
+            raise UnsupportedError(f"DROP {stmt.kind} is not supported")
+
+        def drop() -> Result:
+            for name in stmt.names:
+                rel = self.catalog.get(name)
+                if rel is None or rel.kind != kind:
+                    if stmt.if_exists:
+                        continue
+                    if rel is not None:
+                        raise CatalogError(f'"{name}" is a {rel.kind}, not a {kind}; use '
+                                           f"DROP {rel.kind.upper()}")
+                    raise CatalogError(f'{kind} "{name}" does not exist')
+                deps = self.catalog.dependents(name)
+                if deps and not stmt.cascade:
+                    raise CatalogError(f'cannot drop {kind} "{name}" because '
+                                       f"{', '.join(deps)} depend(s) on it; use DROP ... CASCADE")
+                self._drop(name)
+            return Result(status=f"DROP_{stmt.kind.replace(' ', '_')}")
+
+        return self._call(drop, barrier=True)  # type: ignore[no-any-return]
+
+    def _drop(self, name: str) -> None:
+        for dep in self.catalog.dependents(name):
+            self._drop(dep)
+        rel = self.catalog.get(name)
+        if rel is None:
+            return
+        self.graph.remove(rel.operators)
+        self.coordinator.sources = [s for s in self.coordinator.sources if s is not rel.op]
+        self.duck.run(f"DROP VIEW IF EXISTS {quote(name)}")
+        for op in rel.operators:
+            op.drop()
+        self.catalog.remove(name)
+        self._schemas.pop(name, None)
+
+    # ---- DML -----------------------------------------------------------------------------
+
+    def _table(self, name: str) -> Relation:
+        rel = self.catalog.get(name)
+        if rel is None:
+            raise CatalogError(f'table "{name}" does not exist')
+        if rel.kind != "table":
+            raise BindError(f'cannot change "{name}": it is a {rel.kind}, not a table')
+        return rel
+
+    def _schema(self, rel: Relation) -> pa.Schema:
+        schema = self._schemas.get(rel.name)
+        if schema is None:
+            schema = self._schemas[rel.name] = arrow_schema(self.duck.reader(), rel.visible)
+        return schema
+
+    def _conform(self, rel: Relation, data: pa.Table) -> pa.Table:
+        """The rows as the table's visible columns, cast to their types (or an error)."""
+        schema = self._schema(rel)
+        arrays = []
+        for field in schema:
+            if field.name not in data.column_names:
+                arrays.append(pa.nulls(data.num_rows, field.type))
+                continue
+            col = data[field.name]
+            if col.type != field.type:
+                try:
+                    col = col.cast(field.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                    return self._conform_sql(rel, data)
+            arrays.append(col)
+        return pa.table(arrays, schema=schema)
+
+    def _conform_sql(self, rel: Relation, data: pa.Table) -> pa.Table:
+        items = []
+        for name, typ in rel.visible:
+            if name in data.column_names:
+                items.append(f"CAST({quote(name)} AS {typ}) AS {quote(name)}")
+            else:
+                items.append(f"CAST(NULL AS {typ}) AS {quote(name)}")
+        try:
+            return self.duck.reader().arrow(f"SELECT {', '.join(items)} FROM _src", _src=data)
+        except Error as err:
+            raise ExecutionError(f"cannot insert into {rel.name}: {err.message}") from None
+
+    def _with_row_ids(self, rel: Relation, rows: pa.Table) -> pa.Table:
+        if rel.primary_key:
+            return rows
+        with rel.lock:
+            start = rel.next_row_id
+            rel.next_row_id += rows.num_rows
+        return rows.append_column(ROW_ID, pa.array(np.arange(start, start + rows.num_rows,
+                                                             dtype=np.int64)))
+
+    def _submit(self, rel: Relation, rows: pa.Table) -> None:
+        if rows.num_rows == 0:
+            return
+        self._check_not_null_keys(rel, rows)
+        self.coordinator.submit(rel.op, with_weight(self._with_row_ids(rel, rows), 1))
+
+    def _check_not_null_keys(self, rel: Relation, rows: pa.Table) -> None:
+        for k in rel.primary_key:
+            if rows[k].null_count:
+                raise ExecutionError(f'null value in primary key column "{k}" of table '
+                                     f'"{rel.name}"')
+
+    def _positional(self, rel: Relation, data: pa.Table, columns: list[str] | None) -> pa.Table:
+        names = columns if columns is not None else [c for c, _ in rel.visible]
+        for c in names:
+            if c not in dict(rel.visible):
+                raise CatalogError(f'column "{c}" of relation "{rel.name}" does not exist')
+        if data.num_columns != len(names):
+            more = "more" if data.num_columns > len(names) else "fewer"
+            raise BindError(f"INSERT has {more} expressions than target columns "
+                            f"({data.num_columns} values for {len(names)} columns of "
+                            f"{rel.name})")
+        return data.rename_columns(names)
+
+    def _do_Insert(self, stmt: st.Insert) -> Result:  # noqa: N802
+        rel = self._table(stmt.table)
+        if stmt.values_sql is not None:
+            width = len(stmt.columns) if stmt.columns is not None else len(rel.visible)
+            arrays = literal_columns(stmt.values_sql, width)
+            if arrays is not None:
+                data = pa.table(arrays, names=[f"c{i}" for i in range(width)])
+            else:
+                data = self.duck.reader().arrow(f"SELECT * FROM (VALUES {stmt.values_sql})")
+            rows = self._conform(rel, self._positional(rel, data, stmt.columns))
+            self._submit(rel, rows)
+        else:
+            assert stmt.query is not None
+            query = stmt.query
+
+            def run() -> None:
+                sql = translate_query(query, self.catalog)
+                data = self.duck.arrow(sql)
+                rows = self._conform(rel, self._positional(rel, data, stmt.columns))
+                if rows.num_rows:
+                    self._check_not_null_keys(rel, rows)
+                    self.graph.deliver(rel.op, 0, with_weight(self._with_row_ids(rel, rows), 1))
+
+            self._call(run)
+        if self.implicit_flush:
+            self.coordinator.flush()
+        return Result(status="INSERT")
+
+    def _changed_rows(self, rel: Relation, where: exp.Expression | None,
+                      extra: list[tuple[str, exp.Expression]]) -> tuple[pa.Table, list[str]]:
+        state = rel.op.state_tables()[0]
+        cols = state.column_names
+        select = exp.select(*[exp.column(c, table=rel.name) for c in cols])
+        for name, e in extra:
+            select = select.select(exp.alias_(e.copy(), name))
+        select = select.from_(exp.to_table(state.name).as_(rel.name))
+        if where is not None:
+            select = select.where(where.copy())
+        schema = self.catalog.schema()
+        schema[state.name] = {c: t for c, t, _ in rel.columns}
+        return self.duck.arrow(to_duck_query(select, schema)), cols
+
+    def _do_Update(self, stmt: st.Update) -> Result:  # noqa: N802
+        rel = self._table(stmt.table)
+        if rel.append_only:
+            raise BindError(f'table "{rel.name}" is append-only: UPDATE is not allowed')
+        types = dict(rel.visible)
+        for name, _ in stmt.assignments:
+            if name not in types:
+                raise CatalogError(f'column "{name}" of relation "{rel.name}" does not exist')
+            if name in rel.primary_key:
+                raise BindError(f'cannot UPDATE primary key column "{name}" of "{rel.name}"; '
+                                "DELETE and INSERT the row instead")
+        extra = [(f"__new_{n}", exp.Cast(this=e, to=exp.DataType.build(types[n],
+                                                                       dialect="duckdb")))
+                 for n, e in stmt.assignments]
+
+        def run() -> None:
+            rows, cols = self._changed_rows(rel, stmt.where, extra)
+            if rows.num_rows == 0:
+                return
+            old = rows.select(cols)
+            new = old
+            for name, _ in stmt.assignments:
+                idx = new.column_names.index(name)
+                new = new.set_column(idx, name, rows[f"__new_{name}"].cast(
+                    new.schema.field(name).type))
+            for k in rel.primary_key:
+                if new[k].null_count:
+                    raise ExecutionError(f'null value in primary key column "{k}"')
+            change = pa.concat_tables([with_weight(old, -1), with_weight(new, 1)])
+            self.graph.deliver(rel.op, 0, change)
+
+        self._call(run)
+        if self.implicit_flush:
+            self.coordinator.flush()
+        return Result(status="UPDATE")
+
+    def _do_Delete(self, stmt: st.Delete) -> Result:  # noqa: N802
+        rel = self._table(stmt.table)
+        if rel.append_only:
+            raise BindError(f'table "{rel.name}" is append-only: DELETE is not allowed')
+
+        def run() -> None:
+            rows, cols = self._changed_rows(rel, stmt.where, [])
+            if rows.num_rows:
+                self.graph.deliver(rel.op, 0, with_weight(rows.select(cols), -1))
+
+        self._call(run)
+        if self.implicit_flush:
+            self.coordinator.flush()
+        return Result(status="DELETE")
+
+    # ---- session, system, introspection ----------------------------------------------------
+
+    def _do_Flush(self, stmt: st.Flush) -> Result:  # noqa: N802
+        self.coordinator.flush()
+        return Result(status="FLUSH")
+
+    def _do_SetVariable(self, stmt: st.SetVariable) -> Result:  # noqa: N802
+        value = stmt.value.lower()
+        if stmt.name == "rw_implicit_flush":
+            if value not in ("true", "false", "on", "off"):
+                raise BindError(f"RW_IMPLICIT_FLUSH takes true or false, not {stmt.value!r}")
+            self.implicit_flush = value in ("true", "on")
+        self.session[stmt.name] = stmt.value
+        return Result(status="SET")
+
+    def _do_AlterSystem(self, stmt: st.AlterSystem) -> Result:  # noqa: N802
+        if stmt.name not in ("barrier_interval_ms", "checkpoint_frequency"):
+            raise CatalogError(f'unrecognized system parameter "{stmt.name}"; known: '
+                               "barrier_interval_ms, checkpoint_frequency")
+        try:
+            value = int(stmt.value)
+        except ValueError:
+            raise BindError(f"{stmt.name} takes a positive integer, not {stmt.value!r}") from None
+        if value <= 0:
+            raise BindError(f"{stmt.name} must be positive, not {value}")
+        setattr(self.coordinator, stmt.name, value)
+        return Result(status="ALTER_SYSTEM")
+
+    def _parameters(self) -> pa.Table:
+        c = self.coordinator
+        rows = [("barrier_interval_ms", str(c.barrier_interval_ms), True),
+                ("checkpoint_frequency", str(c.checkpoint_frequency), True),
+                ("state_store", "memory (no checkpoint storage configured)", False),
+                ("rw_implicit_flush", str(self.implicit_flush).lower(), True)]
+        return pa.table({"Name": [r[0] for r in rows], "Value": [r[1] for r in rows],
+                         "Mutable": [r[2] for r in rows]})
+
+    def _do_Show(self, stmt: st.Show) -> Result:  # noqa: N802
+        what = stmt.what
+        if what == "TABLES":
+            return Result(pa.table({"Name": pa.array(self.catalog.names("table"), pa.string())}))
+        if what == "MATERIALIZED VIEWS":
+            return Result(pa.table({"Name": pa.array(self.catalog.names("materialized view"),
+                                                     pa.string())}))
+        if what == "PARAMETERS":
+            return Result(self._parameters())
+        if what.startswith("CREATE") and stmt.name:
+            rel = self.catalog.get(stmt.name.lower())
+            if rel is None:
+                raise CatalogError(f'relation "{stmt.name}" does not exist')
+            return Result(pa.table({"Name": [rel.name], "Create Sql": [rel.sql]}))
+        raise UnsupportedError(f"SHOW {what} is not supported; try SHOW TABLES, SHOW "
+                               "MATERIALIZED VIEWS or SHOW PARAMETERS")
+
+    def _do_Describe(self, stmt: st.Describe) -> Result:  # noqa: N802
+        rel = self.catalog.get(stmt.name)
+        if rel is None:
+            raise CatalogError(f'relation "{stmt.name}" does not exist')
+        names = [c for c, _, _ in rel.columns]
+        types = [display_name(t) for _, t, _ in rel.columns]
+        hidden = [h for _, _, h in rel.columns]
+        key = "primary key" if rel.kind == "table" else "stream key"
+        names.append(key)
+        types.append(", ".join(rel.key))
+        hidden.append(None)
+        return Result(pa.table({"Name": names, "Type": types,
+                                "Is Hidden": pa.array(hidden, pa.bool_())}))
+
+    def _do_Explain(self, stmt: st.Explain) -> Result:  # noqa: N802
+        inner = stmt.inner
+        if isinstance(inner, st.CreateMaterializedView):
+            name, query = inner.name, inner.query
+        elif isinstance(inner, st.Query):
+            name, query = "query", inner.query
+        else:
+            raise UnsupportedError("EXPLAIN supports CREATE MATERIALIZED VIEW and SELECT")
+
+        def plan() -> list[str]:
+            return explain(self._planner().plan_view(name, query))
+
+        lines = self._call(plan)
+        return Result(pa.table({"QUERY PLAN": pa.array(lines, pa.string())}))
+
+    def _do_Query(self, stmt: st.Query) -> Result:  # noqa: N802
+        sql = translate_query(stmt.query, self.catalog)
+        return Result(self.duck.reader().arrow(sql))
+
+
+def _unused(x: Any) -> None:
+    del x, pc, WEIGHT

@@ -1,0 +1,271 @@
+"""Parse RisingWave-dialect SQL text into statement values.
+
+sqlglot's `risingwave` dialect parses most statements. The few it returns as
+an opaque Command (FLUSH, SHOW, ALTER SYSTEM, EXPLAIN, CREATE TABLE ... APPEND
+ONLY) are recognised here; anything else that comes back as a Command is
+rejected with an error naming it, never silently accepted.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError as GlotParseError
+from sqlglot.errors import TokenError
+
+from kernel_engine.errors import Error, ParseError, UnsupportedError
+from kernel_engine.sql import statements as st
+from kernel_engine.sql.split import Piece, split_statements
+from kernel_engine.types import duck_type
+
+__all__ = ["parse", "parse_statement"]
+
+DIALECT = "risingwave"
+
+_FLUSH = re.compile(r"^FLUSH$", re.I)
+_SHOW = re.compile(r"^SHOW\s+(.+?)$", re.I | re.S)
+_ALTER_SYSTEM = re.compile(r"^ALTER\s+SYSTEM\s+SET\s+(\w+)\s*(?:=|TO)\s*(.+)$", re.I | re.S)
+_SET = re.compile(r"^SET\s+(?:SESSION\s+)?(\w+)\s*(?:=|TO)\s*(.+)$", re.I | re.S)
+_EXPLAIN = re.compile(r"^EXPLAIN\s+(.+)$", re.I | re.S)
+_DESCRIBE = re.compile(r"^(?:DESCRIBE|DESC)\s+(\"?[\w.]+\"?)$", re.I)
+_INSERT_VALUES = re.compile(
+    r"^INSERT\s+INTO\s+(\"?\w+\"?)\s*(?:\(([\w\s,\"]*)\))?\s*VALUES\s*(\(.*\))$", re.I | re.S
+)
+_STRINGS = re.compile(r"'(?:[^']|'')*'")
+_LITERAL_REST = re.compile(r"^(?:[\s\d.,()+\-eE]|\bNULL\b|\bTRUE\b|\bFALSE\b)*$", re.I)
+_APPEND_ONLY = re.compile(r"\)\s*APPEND\s+ONLY\b", re.I)
+_ON_CONFLICT = re.compile(
+    r"\bON\s+CONFLICT\s+(DO\s+NOTHING|OVERWRITE|DO\s+UPDATE\s+IF\s+NOT\s+NULL)", re.I
+)
+_WATERMARK = re.compile(r",\s*WATERMARK\s+FOR\s+(\w+)\s+AS\s+([^,()]+(?:\([^)]*\))?[^,()]*)(?=\))",
+                        re.I)
+
+
+def parse(sql: str) -> list[tuple[Piece, st.Statement]]:
+    """Split and parse every statement; errors carry the statement's line/column."""
+    result = []
+    for piece in split_statements(sql):
+        try:
+            stmt = parse_statement(piece.text)
+        except ParseError as err:
+            raise ParseError(_strip_prefix(err.message), piece.line + err.line - 1,
+                             err.col + (piece.col - 1 if err.line == 1 else 0)) from err
+        stmt.sql = piece.text
+        result.append((piece, stmt))
+    return result
+
+
+def _strip_prefix(message: str) -> str:
+    return re.sub(r"^syntax error( at line \d+, column \d+)?: ", "", message)
+
+
+def parse_statement(text: str) -> st.Statement:
+    """Parse one statement (no trailing semicolon)."""
+    text = re.sub(r"^(?:\s*--[^\n]*\n|\s*/\*.*?\*/)*\s*", "", text, flags=re.S).strip()
+    special = _special(text)
+    if special is not None:
+        return special
+    return _from_ast(_parse_one(text), text)
+
+
+def _special(text: str) -> st.Statement | None:
+    if _FLUSH.match(text):
+        return st.Flush()
+    if m := _SHOW.match(text):
+        words = m.group(1).split()
+        if len(words) >= 2 and words[0].upper() == "CREATE":
+            return st.Show("CREATE " + " ".join(w.upper() for w in words[1:-1]), words[-1])
+        return st.Show(" ".join(w.upper() for w in words))
+    if m := _ALTER_SYSTEM.match(text):
+        return st.AlterSystem(m.group(1).lower(), _unquote(m.group(2).strip()))
+    if m := _SET.match(text):
+        return st.SetVariable(m.group(1).lower(), _unquote(m.group(2).strip()))
+    if m := _EXPLAIN.match(text):
+        return st.Explain(parse_statement(m.group(1)))
+    if m := _DESCRIBE.match(text):
+        return st.Describe(_ident(m.group(1)))
+    if m := _INSERT_VALUES.match(text):
+        values = m.group(3)
+        if _LITERAL_REST.match(_STRINGS.sub("0", values)):
+            cols = [_ident(c.strip()) for c in m.group(2).split(",")] if m.group(2) else None
+            return st.Insert(_ident(m.group(1)), cols, values_sql=values)
+    return None
+
+
+def _ident(name: str) -> str:
+    return name[1:-1] if name.startswith('"') else name.lower()
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def _parse_one(text: str) -> exp.Expression:
+    try:
+        parsed = sqlglot.parse(text, read=DIALECT)
+    except GlotParseError as err:
+        first = err.errors[0] if err.errors else {}
+        raise ParseError(first.get("description", str(err)).split("\n")[0],
+                         first.get("line", 1), first.get("col", 1)) from err
+    except TokenError as err:
+        raise ParseError(str(err), 1, 1) from err
+    if len(parsed) != 1 or parsed[0] is None:
+        raise ParseError("expected one statement", 1, 1)
+    return parsed[0]
+
+
+def _from_ast(node: exp.Expression, text: str) -> st.Statement:
+    if isinstance(node, exp.Command):
+        return _command(node, text)
+    if isinstance(node, exp.Query):
+        return st.Query(node)
+    if isinstance(node, exp.Create):
+        return _create(node, text)
+    if isinstance(node, exp.Drop):
+        return _drop(node)
+    if isinstance(node, exp.Insert):
+        return _insert(node)
+    if isinstance(node, exp.Update):
+        return _update(node)
+    if isinstance(node, exp.Delete):
+        return st.Delete(_table_name(node.this), _where(node))
+    if isinstance(node, exp.Describe):
+        return st.Describe(_table_name(node.this))
+    if isinstance(node, exp.Set):
+        item = node.expressions[0].this if node.expressions else None
+        if isinstance(item, exp.EQ):
+            return st.SetVariable(item.this.name.lower(), item.expression.name)
+    if isinstance(node, exp.Column) and node.name.upper() == "FLUSH":
+        return st.Flush()
+    raise UnsupportedError(f"statement {type(node).__name__.upper()} is not supported")
+
+
+def _command(node: exp.Command, text: str) -> st.Statement:
+    head = str(node.this).upper()
+    if head == "CREATE" and re.match(r"^\s*TABLE\b", str(node.expression), re.I):
+        return _create_table_extended(text)
+    raise UnsupportedError(
+        f"statement {' '.join(text.split()[:3]).upper()} is not supported; supported are "
+        "CREATE TABLE / MATERIALIZED VIEW, DROP, INSERT, UPDATE, DELETE, SELECT, FLUSH, SET, "
+        "ALTER SYSTEM SET, SHOW, DESCRIBE and EXPLAIN"
+    )
+
+
+def _create_table_extended(text: str) -> st.Statement:
+    """CREATE TABLE with RisingWave clauses sqlglot does not know."""
+    append_only = bool(_APPEND_ONLY.search(text))
+    cleaned = _APPEND_ONLY.sub(")", text)
+    conflict = "overwrite"
+    if m := _ON_CONFLICT.search(cleaned):
+        conflict = "do_nothing" if "NOTHING" in m.group(1).upper() else (
+            "overwrite" if "OVERWRITE" in m.group(1).upper() else "do_update_if_not_null")
+        cleaned = cleaned[: m.start()] + cleaned[m.end():]
+    cleaned = _WATERMARK.sub("", cleaned)
+    node = _parse_one(cleaned)
+    if isinstance(node, exp.Command):
+        raise UnsupportedError(f"could not understand CREATE TABLE: {' '.join(text.split())[:80]}")
+    stmt = _create(node, cleaned)
+    assert isinstance(stmt, st.CreateTable)
+    stmt.append_only = append_only
+    stmt.on_conflict = conflict
+    return stmt
+
+
+def _create(node: exp.Create, text: str) -> st.Statement:
+    kind = str(node.args.get("kind") or "").upper()
+    props = node.args.get("properties")
+    materialized = props is not None and any(
+        isinstance(p, exp.MaterializedProperty) for p in props.expressions)
+    if kind == "TABLE":
+        if _APPEND_ONLY.search(text) or _ON_CONFLICT.search(text) or _WATERMARK.search(text):
+            return _create_table_extended(text)
+        return _create_table(node)
+    if kind == "VIEW" and materialized:
+        query = node.expression
+        if not isinstance(query, exp.Query):
+            raise UnsupportedError("CREATE MATERIALIZED VIEW needs AS SELECT ...")
+        return st.CreateMaterializedView(_table_name(node.this), query,
+                                         if_not_exists=bool(node.args.get("exists")))
+    if kind == "VIEW":
+        raise UnsupportedError("CREATE VIEW is not supported; use CREATE MATERIALIZED VIEW")
+    raise UnsupportedError(f"CREATE {kind} is not supported yet")
+
+
+def _create_table(node: exp.Create) -> st.CreateTable:
+    schema = node.this
+    if not isinstance(schema, exp.Schema):
+        raise UnsupportedError("CREATE TABLE needs a column list; CREATE TABLE AS is not supported")
+    columns: list[tuple[str, str]] = []
+    pk: list[str] = []
+    for item in schema.expressions:
+        if isinstance(item, exp.ColumnDef):
+            kind = item.args.get("kind")
+            if kind is None:
+                raise ParseError(f"column {item.name} needs a type", 1, 1)
+            columns.append((item.name.lower() if not item.this.quoted else item.name,
+                            duck_type(kind)))
+            for c in item.args.get("constraints") or []:
+                if isinstance(c.kind, exp.PrimaryKeyColumnConstraint):
+                    pk.append(columns[-1][0])
+        elif isinstance(item, exp.PrimaryKey):
+            pk.extend(i.name.lower() for i in item.expressions)
+        else:
+            raise UnsupportedError(f"table element {item.sql(DIALECT)} is not supported")
+    options: dict[str, str] = {}
+    props = node.args.get("properties")
+    for p in props.expressions if props is not None else []:
+        if isinstance(p, exp.Property):
+            options[p.this.sql(DIALECT).lower() if not isinstance(p.this, str) else p.this] = (
+                p.args["value"].name if p.args.get("value") is not None else "")
+    return st.CreateTable(_table_name(schema.this), columns, pk,
+                          if_not_exists=bool(node.args.get("exists")), options=options)
+
+
+def _drop(node: exp.Drop) -> st.Drop:
+    kind = str(node.args.get("kind") or "").upper()
+    if kind == "VIEW" and node.args.get("materialized"):
+        kind = "MATERIALIZED VIEW"
+    elif kind == "VIEW":
+        raise UnsupportedError("DROP VIEW is not supported; use DROP MATERIALIZED VIEW")
+    tables = node.args.get("tables") or [node.this]
+    return st.Drop(kind, [_table_name(t) for t in tables], if_exists=bool(node.args.get("exists")),
+                   cascade=bool(node.args.get("cascade")))
+
+
+def _insert(node: exp.Insert) -> st.Insert:
+    target = node.this
+    columns = None
+    if isinstance(target, exp.Schema):
+        columns = [c.name.lower() for c in target.expressions]
+        target = target.this
+    query = node.expression
+    if isinstance(query, exp.Values):
+        query = exp.select("*").from_(query.as_("_v"))
+    if not isinstance(query, exp.Query):
+        raise UnsupportedError("INSERT needs VALUES or SELECT")
+    return st.Insert(_table_name(target), columns, query=query)
+
+
+def _update(node: exp.Update) -> st.Update:
+    assignments = []
+    for eq in node.expressions:
+        if not isinstance(eq, exp.EQ) or not isinstance(eq.this, exp.Column):
+            raise UnsupportedError(f"UPDATE assignment {eq.sql(DIALECT)} is not supported")
+        assignments.append((eq.this.name.lower(), eq.expression))
+    return st.Update(_table_name(node.this), assignments, _where(node))
+
+
+def _where(node: exp.Expression) -> exp.Expression | None:
+    where = node.args.get("where")
+    return where.this if where is not None else None
+
+
+def _table_name(node: exp.Expression) -> str:
+    if isinstance(node, exp.Table):
+        ident = node.this
+        return ident.name if getattr(ident, "quoted", False) else ident.name.lower()
+    raise Error(f"expected a table name, found {node.sql(DIALECT)}")

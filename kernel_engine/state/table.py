@@ -1,0 +1,101 @@
+"""A state table: a keyed relation that an operator changes only by applying deltas.
+
+A delta is an Arrow table with the state table's columns plus a signed weight
+column `_w` (+1 insert, -1 delete; an update is a delete and an insert). Rows
+are unique on the key. Applying a delta consolidates it, deletes the keys it
+retracts and inserts the rows it adds, all inside the epoch's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kernel_engine._duck import Duck
+
+__all__ = ["StateTable", "consolidate", "key_match", "quote"]
+
+
+def quote(name: str) -> str:
+    """Quote an identifier for DuckDB."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def key_match(left: str, right: str, key: Sequence[str]) -> str:
+    """A join condition matching two relations on the key, NULLs equal."""
+    if not key:
+        return "TRUE"
+    return " AND ".join(
+        f"{left}.{quote(k)} IS NOT DISTINCT FROM {right}.{quote(k)}" for k in key
+    )
+
+
+def consolidate(duck: Duck, delta: pa.Table) -> pa.Table:
+    """Sum the weights of identical rows and drop rows whose weight is zero."""
+    cols = ", ".join(quote(c) for c in delta.column_names if c != "_w")
+    return duck.arrow(
+        f"SELECT {cols}, CAST(SUM(_w) AS BIGINT) AS _w FROM _d GROUP BY ALL "
+        "HAVING SUM(_w) <> 0",
+        _d=delta,
+    )
+
+
+class StateTable:
+    """A keyed relation stored in the engine's DuckDB database."""
+
+    def __init__(self, duck: Duck, name: str, columns: Sequence[tuple[str, str]],
+                 key: Sequence[str]) -> None:
+        self.duck = duck
+        self.name = name
+        self.columns = list(columns)
+        self.key = list(key)
+        self.rows_written = 0
+        cols = ", ".join(f"{quote(n)} {t}" for n, t in self.columns)
+        duck.run(f"CREATE TABLE {quote(name)} ({cols})")
+
+    @property
+    def column_names(self) -> list[str]:
+        """The names of the stored columns."""
+        return [n for n, _ in self.columns]
+
+    def apply(self, delta: pa.Table) -> None:
+        """Apply a delta (columns of the table plus `_w`)."""
+        if delta.num_rows == 0:
+            return
+        cols = ", ".join(quote(c) for c in self.column_names)
+        target = quote(self.name)
+        if pc.min(delta["_w"]).as_py() > 0:
+            self.duck.run(f"INSERT INTO {target} SELECT {cols} FROM _d", _d=delta)
+            self.rows_written += delta.num_rows
+            return
+        net = consolidate(self.duck, delta.select([*self.column_names, "_w"]))
+        if net.num_rows == 0:
+            return
+        key_cols = ", ".join(quote(k) for k in self.key) or "1 AS _one"
+        self.duck.run(
+            f"DELETE FROM {target} USING (SELECT DISTINCT {key_cols} FROM _d WHERE _w < 0) d "
+            f"WHERE {key_match(target, 'd', self.key)}",
+            _d=net,
+        )
+        self.duck.run(f"INSERT INTO {target} SELECT {cols} FROM _d WHERE _w > 0", _d=net)
+        self.rows_written += net.num_rows
+
+    def snapshot(self) -> pa.Table:
+        """Every row, as an insert delta."""
+        cols = ", ".join(quote(c) for c in self.column_names)
+        return self.duck.arrow(f"SELECT {cols}, CAST(1 AS BIGINT) AS _w FROM {quote(self.name)}")
+
+    def lookup(self, keys: pa.Table) -> pa.Table:
+        """The stored rows whose key appears in `keys` (a table of key columns)."""
+        cols = ", ".join(f"s.{quote(c)}" for c in self.column_names)
+        return self.duck.arrow(
+            f"SELECT {cols} FROM {quote(self.name)} s "
+            f"SEMI JOIN _k ON {key_match('s', '_k', self.key)}",
+            _k=keys,
+        )
+
+    def drop(self) -> None:
+        """Remove the table."""
+        self.duck.run(f"DROP TABLE IF EXISTS {quote(self.name)}")
