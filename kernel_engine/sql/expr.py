@@ -133,7 +133,8 @@ def to_duck(nodes: Sequence[exp.Expression], types: dict[str, str]) -> list[str]
     select = exp.select(*[n.copy() for n in nodes]).from_("_in")
     for col in select.find_all(exp.Column):
         col.set("table", exp.to_identifier("_in"))
-    annotated = annotate_types(select, schema={"_in": types}, dialect="duckdb")
+    annotated = annotate_types(select, schema={"_in": types or {"_none": "INT"}},
+                               dialect="duckdb")
     out = []
     for item in annotated.expressions:
         rewritten = item.transform(_rewrite)

@@ -224,7 +224,7 @@ class Planner:
             if having is not None:
                 node = n.Filter(node.cols, node.key, input=node,
                                 cond=to_duck([having], _types(node))[0],
-                                label_text=self._relabel(having, node))
+                                label_text=_label_expr(having, node.cols))
         node, out_scope = self._project(node, bound, names)
         if sel.args.get("distinct"):
             node, out_scope = self._distinct(node, out_scope)
