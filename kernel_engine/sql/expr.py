@@ -128,6 +128,13 @@ def _is_int(node: exp.Expression, small: bool = False) -> bool:
     return typ.this in _INT_TYPES
 
 
+def _streaming(node: exp.Expression) -> exp.Expression:
+    """Inside a streaming operator a failing cast yields NULL (RisingWave's behaviour)."""
+    if type(node) is exp.Cast:
+        return exp.TryCast(this=node.this, to=node.to)
+    return node
+
+
 def to_duck(nodes: Sequence[exp.Expression], types: dict[str, str]) -> list[str]:
     """Translate bound expressions over columns of the given types to DuckDB SQL."""
     select = exp.select(*[n.copy() for n in nodes]).from_("_in")
@@ -137,7 +144,7 @@ def to_duck(nodes: Sequence[exp.Expression], types: dict[str, str]) -> list[str]
                                dialect="duckdb")
     out = []
     for item in annotated.expressions:
-        rewritten = item.transform(_rewrite)
+        rewritten = item.transform(_rewrite).transform(_streaming)
         for col in rewritten.find_all(exp.Column):
             col.set("table", None)
         out.append(rewritten.sql("duckdb"))
