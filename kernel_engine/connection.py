@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlglot import exp
 
 from kernel_engine._duck import Duck
@@ -22,14 +21,14 @@ from kernel_engine.meta.coordinator import Coordinator
 from kernel_engine.query.adhoc import translate_query
 from kernel_engine.result import Result
 from kernel_engine.sql import statements as st
-from kernel_engine.sql.expr import to_duck_query
 from kernel_engine.sql.explain import explain
+from kernel_engine.sql.expr import to_duck_query
 from kernel_engine.sql.parse import parse
 from kernel_engine.sql.plan import Planner
 from kernel_engine.state.table import quote
 from kernel_engine.stream.build import arrow_schema, build_view
 from kernel_engine.stream.graph import Graph
-from kernel_engine.stream.message import WEIGHT, with_weight
+from kernel_engine.stream.message import with_weight
 from kernel_engine.stream.operators import TableSource
 from kernel_engine.types import display_name
 
@@ -523,7 +522,3 @@ class Connection:
     def _do_Query(self, stmt: st.Query) -> Result:  # noqa: N802
         sql = translate_query(stmt.query, self.catalog)
         return Result(self.duck.reader().arrow(sql))
-
-
-def _unused(x: Any) -> None:
-    del x, pc, WEIGHT

@@ -20,7 +20,8 @@ def _line(node: n.Node, view: str, ids: dict[int, str]) -> str:
                 f"state table: __mv_{node.name} }}")
     if isinstance(node, n.Scan):
         cols = ", ".join(c.label for c in node.cols)
-        return f"StreamTableScan {{ table: {node.relation}, columns: [{cols}], stream_key: [{key}] }}"
+        return (f"StreamTableScan {{ table: {node.relation}, columns: [{cols}], "
+                f"stream_key: [{key}] }}")
     if isinstance(node, n.Project):
         return f"StreamProject {{ exprs: [{', '.join(node.labels)}] }}"
     if isinstance(node, n.Filter):

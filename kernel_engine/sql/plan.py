@@ -256,7 +256,8 @@ class Planner:
             if not star:
                 items.append(item)
                 continue
-            entries = [e for e in scope.visible() if star_table is None or e.qualifier == star_table]
+            entries = [e for e in scope.visible()
+                       if star_table is None or e.qualifier == star_table]
             if star_table is not None and not entries:
                 raise CatalogError(f'missing FROM-clause entry for table "{star_table}"')
             for e in entries:

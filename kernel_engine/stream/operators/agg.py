@@ -119,7 +119,7 @@ class HashAgg(Operator):
             return None
         row = self.duck.arrow(
             "SELECT " + ", ".join(
-                [f"CAST(0 AS BIGINT) AS _cnt"] + [self._zero(i, c) for i, c in
+                ["CAST(0 AS BIGINT) AS _cnt"] + [self._zero(i, c) for i, c in
                                                   enumerate(self.calls)]))
         self.state.apply(row.append_column(WEIGHT, pa.array([1], pa.int64())))
         return self._emit_rows(row, "", 1)
