@@ -74,7 +74,10 @@ def test_examples_match_the_article_tables() -> None:
         db.close()
 
 
-@pytest.mark.skipif(not ARTICLE.exists() and not os.environ.get("CI"), reason="article not beside the checkout")
+NO_ARTICLE = not ARTICLE.exists() and not os.environ.get("CI")
+
+
+@pytest.mark.skipif(NO_ARTICLE, reason="article not beside the checkout")
 def test_examples_are_the_article_sql_verbatim() -> None:
     article = re.sub(r"\s+", " ", ARTICLE.read_text())
     for _, sql in EXAMPLES:
@@ -82,7 +85,7 @@ def test_examples_are_the_article_sql_verbatim() -> None:
             assert re.sub(r"\s+", " ", block.strip()) in article
 
 
-@pytest.mark.skipif(not ARTICLE.exists() and not os.environ.get("CI"), reason="article not beside the checkout")
+@pytest.mark.skipif(NO_ARTICLE, reason="article not beside the checkout")
 def test_expected_tables_are_the_article_tables() -> None:
     article = ARTICLE.read_text()
     for table in EXPECTED:

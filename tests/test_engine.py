@@ -26,7 +26,8 @@ def test_default_barrier_interval_is_one_second_and_epochs_advance_on_their_own(
 def test_insert_becomes_visible_at_the_next_barrier_without_flush() -> None:
     db = kernel_engine.connect(barrier_interval_ms=100)
     try:
-        db.execute("CREATE TABLE t (a INT); CREATE MATERIALIZED VIEW s AS SELECT SUM(a) AS s FROM t")
+        db.execute("CREATE TABLE t (a INT); "
+                   "CREATE MATERIALIZED VIEW s AS SELECT SUM(a) AS s FROM t")
         db.execute("INSERT INTO t VALUES (1), (2)")
         deadline = time.monotonic() + 5
         while db.execute("SELECT s FROM s").fetchone() != (3,):
@@ -71,7 +72,8 @@ def test_progress_reports_epochs_latency_and_rows_per_operator() -> None:
 def test_flush_from_several_threads_sees_every_earlier_insert() -> None:
     db = kernel_engine.connect(barrier_interval_ms=500)
     try:
-        db.execute("CREATE TABLE t (a INT); CREATE MATERIALIZED VIEW c AS SELECT COUNT(*) AS n FROM t")
+        db.execute("CREATE TABLE t (a INT); "
+                   "CREATE MATERIALIZED VIEW c AS SELECT COUNT(*) AS n FROM t")
         seen: list[int] = []
 
         def worker(i: int) -> None:

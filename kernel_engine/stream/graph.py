@@ -60,6 +60,16 @@ class Graph:
             self.deliver(target, held_port, chunk)
 
     def inject(self, sources: list[Operator], barrier: Barrier) -> None:
-        """Inject a barrier into every source."""
-        for source in sources:
-            self.barrier(source, 0, barrier)
+        """Inject a barrier into every source.
+
+        If finishing the epoch fails, every aligner is reset before the error
+        propagates (the caller rolls the epoch back), so the next barrier starts
+        a fresh alignment instead of clashing with the abandoned one.
+        """
+        try:
+            for source in sources:
+                self.barrier(source, 0, barrier)
+        except Exception:
+            for op in self.operators:
+                op.aligner.release()
+            raise

@@ -33,6 +33,18 @@ def _acc_type(call: AggCall) -> str:
     return call.out_type
 
 
+def _sum(expr: str, typ: str) -> str:
+    """SUM(expr); DuckDB has no SUM(INTERVAL), so intervals are summed by component."""
+    if typ != "INTERVAL":
+        return f"SUM({expr})"
+    months = f"SUM(datepart('year', {expr}) * 12 + datepart('month', {expr}))"
+    days = f"SUM(datepart('day', {expr}))"
+    micros = (f"SUM(datepart('hour', {expr}) * 3600000000 + datepart('minute', {expr}) "
+              f"* 60000000 + datepart('microseconds', {expr}))")
+    return (f"(to_months(CAST({months} AS INTEGER)) + to_days(CAST({days} AS INTEGER)) "
+            f"+ to_microseconds(CAST({micros} AS BIGINT)))")
+
+
 class HashAgg(Operator):
     """GROUP BY (or global, with an empty group) aggregation."""
 
@@ -88,8 +100,9 @@ class HashAgg(Operator):
             if c.func in ("count", "count_star"):
                 items.append(f"{counted} AS s{i}")
             else:
-                items.append(f"SUM(CASE WHEN {cond} THEN CAST({quote(c.arg or '')} AS "
-                             f"{_acc_type(c)}) * _w END) AS s{i}")
+                value = (f"CASE WHEN {cond} THEN CAST({quote(c.arg or '')} AS {_acc_type(c)}) "
+                         "* _w END")
+                items.append(f"{_sum(value, _acc_type(c))} AS s{i}")
                 items.append(f"{counted} AS n{i}")
         group_by = f" GROUP BY {g}" if self.group else ""
         return f"SELECT {', '.join(items)} FROM _in{group_by}"
@@ -107,7 +120,7 @@ class HashAgg(Operator):
     def _multiset_value(self, i: int, call: AggCall) -> str:
         func = {"count": "COUNT", "sum": "SUM", "avg": "AVG", "min": "MIN", "max": "MAX"}[
             call.func]
-        expr = f"{func}(v)"
+        expr = _sum("v", call.out_type) if call.func == "sum" else f"{func}(v)"
         if call.func == "sum":
             expr = f"CAST({expr} AS {call.out_type})"
         return expr

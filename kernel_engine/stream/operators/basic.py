@@ -99,7 +99,8 @@ class Project(Operator):
         return out
 
     def process(self, chunk: pa.Table, port: int) -> pa.Table | None:
-        if self.renames is not None:
+        # A bare word is a rename only when it names an input column (not TRUE or NULL).
+        if self.renames is not None and set(self.renames) <= set(chunk.column_names):
             picked = chunk.select([*self.renames, WEIGHT])
             return picked.rename_columns([*(n for n, _ in self.exprs), WEIGHT])
         return self.duck.arrow(f"SELECT {self.sql}, _w FROM _in", _in=chunk)
