@@ -7,6 +7,7 @@ run on a reader cursor and see the last committed epoch.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from kernel_engine._values import literal_columns
 from kernel_engine.catalog import Catalog, Relation
 from kernel_engine.errors import BindError, CatalogError, Error, ExecutionError, UnsupportedError
 from kernel_engine.meta.coordinator import Coordinator
-from kernel_engine.query.adhoc import translate_query
+from kernel_engine.query.adhoc import translate_query, typed_string_literals
 from kernel_engine.result import Result
 from kernel_engine.sql import statements as st
 from kernel_engine.sql.explain import explain
@@ -35,6 +36,9 @@ from kernel_engine.types import display_name
 __all__ = ["Connection", "connect"]
 
 ROW_ID = "_row_id"
+_UNKNOWN_COLUMN = re.compile(
+    r'(?:Referenced column|^Column) "([^"]+)" (?:not found|referenced that)'
+    r'|^Values list "([^"]+)" does not have a column named "([^"]+)"')
 
 
 def connect(location: str | None = None, *, storage_options: dict[str, Any] | None = None,
@@ -180,6 +184,8 @@ class Connection:
         return Planner(self.catalog, self.duck.describe)
 
     def _do_CreateMaterializedView(self, stmt: st.CreateMaterializedView) -> Result:  # noqa: N802
+        self._check_literals(stmt.query, self.catalog.schema())
+
         def create() -> Result:
             if self.catalog.get(stmt.name) is not None:
                 if stmt.if_not_exists:
@@ -290,6 +296,9 @@ class Connection:
                 arrays.append(pa.nulls(data.num_rows, field.type))
                 continue
             col = data[field.name]
+            if _is_text(col.type) and (pa.types.is_binary(field.type) or
+                                       pa.types.is_list(field.type)):
+                return self._conform_sql(rel, data)  # PostgreSQL text forms '\x..' and '{..}'
             if col.type != field.type:
                 try:
                     col = col.cast(field.type)
@@ -302,7 +311,8 @@ class Connection:
         items = []
         for name, typ in rel.visible:
             if name in data.column_names:
-                items.append(f"CAST({quote(name)} AS {typ}) AS {quote(name)}")
+                text = _is_text(data.schema.field(name).type)
+                items.append(f"{_cast(quote(name), typ, text)} AS {quote(name)}")
             else:
                 items.append(f"CAST(NULL AS {typ}) AS {quote(name)}")
         try:
@@ -360,6 +370,7 @@ class Connection:
 
             def run() -> None:
                 sql = translate_query(query, self.catalog)
+                self._check_literals(query, self.catalog.schema())
                 data = self.duck.arrow(sql)
                 rows = self._conform(rel, self._positional(rel, data, stmt.columns))
                 if rows.num_rows:
@@ -378,11 +389,12 @@ class Connection:
         select = exp.select(*[exp.column(c, table=rel.name) for c in cols])
         for name, e in extra:
             select = select.select(exp.alias_(e.copy(), name))
-        select = select.from_(exp.to_table(state.name).as_(rel.name))
+        select = select.from_(exp.alias_(exp.to_table(state.name), rel.name, table=True))
         if where is not None:
             select = select.where(where.copy())
         schema = self.catalog.schema()
         schema[state.name] = {c: t for c, t, _ in rel.columns}
+        self._check_literals(select, schema)
         return self.duck.arrow(to_duck_query(select, schema)), cols
 
     def _do_Update(self, stmt: st.Update) -> Result:  # noqa: N802
@@ -396,6 +408,9 @@ class Connection:
             if name in rel.primary_key:
                 raise BindError(f'cannot UPDATE primary key column "{name}" of "{rel.name}"; '
                                 "DELETE and INSERT the row instead")
+        for name, e in stmt.assignments:
+            if isinstance(e, exp.Literal) and e.is_string:
+                self._check_cast(e.this, types[name], f'assigned to column "{name}"')
         extra = [(f"__new_{n}", exp.Cast(this=e, to=exp.DataType.build(types[n],
                                                                        dialect="duckdb")))
                  for n, e in stmt.assignments]
@@ -521,4 +536,55 @@ class Connection:
 
     def _do_Query(self, stmt: st.Query) -> Result:  # noqa: N802
         sql = translate_query(stmt.query, self.catalog)
-        return Result(self.duck.reader().arrow(sql))
+        self._check_literals(stmt.query, self.catalog.schema())
+        reader = self.duck.reader()
+        try:
+            table = reader.arrow(sql)
+        except BindError as err:
+            raise _bind_error(err) from None
+        json_columns: list[int] = []
+        if any(pa.types.is_string(f.type) for f in table.schema):
+            json_columns = [i for i, (_, t) in enumerate(reader.describe(sql)) if t == "JSON"]
+        return Result(table, json_columns=json_columns)
+
+    def _check_literals(self, query: exp.Query, schema: dict[str, dict[str, str]]) -> None:
+        """Reject `int_col = 'abc'` while binding, as PostgreSQL does.
+
+        The cast is tried on a reader cursor: a failing cast on the engine's
+        connection would abort the epoch's transaction.
+        """
+        for text, typ, column in typed_string_literals(query, schema):
+            self._check_cast(text, typ, f'compared with column "{column}"')
+
+    def _check_cast(self, text: str, typ: str, context: str) -> None:
+        cast = exp.cast(exp.Literal.string(text), exp.DataType.build(typ, dialect="duckdb"))
+        try:
+            self.duck.reader().arrow(f"SELECT {cast.sql('duckdb')}")
+        except Error:
+            name = display_name({"INT": "INTEGER"}.get(typ.upper(), typ))
+            raise BindError(f'invalid input syntax for type {name}: "{text}" '
+                            f"({context})") from None
+
+
+def _is_text(typ: pa.DataType) -> bool:
+    return bool(pa.types.is_string(typ) or pa.types.is_large_string(typ))
+
+
+def _cast(col: str, typ: str, text: bool) -> str:
+    """DuckDB SQL casting `col` to `typ`; text in PostgreSQL's bytea and array forms too."""
+    if text and typ.upper() == "BLOB":  # '\xdeadbeef' is hex; anything else escaped bytes
+        return (f"CASE WHEN starts_with({col}, '\\x') THEN unhex({col}[3:]) "
+                f"ELSE CAST({col} AS BLOB) END")
+    if text and typ.endswith("[]"):  # '{1,2}' reads as '[1,2]'
+        return (f"CAST(CASE WHEN trim({col}) LIKE '{{%}}' THEN '[' || trim({col})[2:-2] || ']' "
+                f"ELSE {col} END AS {typ})")
+    return f"CAST({col} AS {typ})"
+
+
+def _bind_error(err: BindError) -> Error:
+    """DuckDB's binder message in the engine's words: unknown columns, one line."""
+    m = _UNKNOWN_COLUMN.search(err.message)
+    if m is None:
+        return BindError(err.message.split("\n")[0])
+    name = m.group(1) or f"{m.group(2)}.{m.group(3)}"
+    return CatalogError(f'column "{name}" does not exist')

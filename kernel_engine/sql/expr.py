@@ -113,7 +113,11 @@ def sql_of(node: exp.Expression) -> str:
 def _rewrite(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Div) and _is_int(node.this) and _is_int(node.expression):
         return exp.IntDiv(this=node.this, expression=node.expression)
-    if isinstance(node, exp.Sum) and _is_int(node.this, small=True):
+    if isinstance(node, exp.Window) and isinstance(node.this, exp.Sum) and _is_int(
+            node.this.this, small=True):
+        return exp.Cast(this=node, to=exp.DataType.build("BIGINT"))
+    if isinstance(node, exp.Sum) and _is_int(node.this, small=True) and not isinstance(
+            node.parent, (exp.Window, exp.Cast)):
         return exp.Cast(this=node, to=exp.DataType.build("BIGINT"))
     return node
 

@@ -14,6 +14,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError as GlotParseError
 from sqlglot.errors import TokenError
+from sqlglot.tokens import TokenType
 
 from kernel_engine.errors import Error, ParseError, UnsupportedError
 from kernel_engine.sql import statements as st
@@ -24,6 +25,7 @@ __all__ = ["parse", "parse_statement"]
 
 DIALECT = "risingwave"
 
+_LEADING_COMMENTS = re.compile(r"(?:\s*--[^\n]*(?:\n|$)|\s*/\*.*?\*/)*\s*", re.S)
 _FLUSH = re.compile(r"^FLUSH$", re.I)
 _SHOW = re.compile(r"^SHOW\s+(.+?)$", re.I | re.S)
 _ALTER_SYSTEM = re.compile(r"^ALTER\s+SYSTEM\s+SET\s+(\w+)\s*(?:=|TO)\s*(.+)$", re.I | re.S)
@@ -63,11 +65,20 @@ def _strip_prefix(message: str) -> str:
 
 def parse_statement(text: str) -> st.Statement:
     """Parse one statement (no trailing semicolon)."""
-    text = re.sub(r"^(?:\s*--[^\n]*\n|\s*/\*.*?\*/)*\s*", "", text, flags=re.S).strip()
-    special = _special(text)
-    if special is not None:
-        return special
-    return _from_ast(_parse_one(text), text)
+    lead = _LEADING_COMMENTS.match(text)
+    prefix = text[:lead.end()] if lead else ""
+    text = text[len(prefix):].strip()
+    try:
+        special = _special(text)
+        if special is not None:
+            return special
+        return _from_ast(_parse_one(_whole_intervals(text)), text)
+    except ParseError as err:
+        if not prefix or not err.line:
+            raise
+        col = err.col + len(prefix) - prefix.rfind("\n") - 1 if err.line == 1 else err.col
+        raise ParseError(_strip_prefix(err.message), err.line + prefix.count("\n"),
+                         col) from err
 
 
 def _special(text: str) -> st.Statement | None:
@@ -94,6 +105,33 @@ def _special(text: str) -> st.Statement | None:
     return None
 
 
+def _whole_intervals(text: str) -> str:
+    """Write INTERVAL '1 day 02:00:00' as CAST('1 day 02:00:00' AS INTERVAL).
+
+    sqlglot reads such a literal as INTERVAL '1' DAY and silently drops the rest.
+    """
+    if "interval" not in text.lower():
+        return text
+    try:
+        tokens = sqlglot.tokenize(text, read=DIALECT)
+    except TokenError:
+        return text
+    out, last = [], 0
+    for i, (kw, lit) in enumerate(zip(tokens, tokens[1:], strict=False)):
+        after = tokens[i + 2] if i + 2 < len(tokens) else None
+        if (kw.token_type == TokenType.INTERVAL and lit.token_type == TokenType.STRING
+                and _interval_loses_parts(lit.text)
+                and (after is None or after.token_type != TokenType.VAR)):
+            out.append(f"{text[last:kw.start]}CAST({text[lit.start:lit.end + 1]} AS INTERVAL)")
+            last = lit.end + 1
+    return "".join(out) + text[last:]
+
+
+def _interval_loses_parts(value: str) -> bool:
+    parts = exp.INTERVAL_STRING_RE.findall(value)
+    return len(parts) == 1 and exp.INTERVAL_STRING_RE.fullmatch(value) is None
+
+
 def _ident(name: str) -> str:
     return name[1:-1] if name.startswith('"') else name.lower()
 
@@ -109,13 +147,23 @@ def _parse_one(text: str) -> exp.Expression:
         parsed = sqlglot.parse(text, read=DIALECT)
     except GlotParseError as err:
         first = err.errors[0] if err.errors else {}
-        raise ParseError(first.get("description", str(err)).split("\n")[0],
+        raise ParseError(_tokens(first.get("description", str(err)).split("\n")[0]),
                          first.get("line", 1), first.get("col", 1)) from err
     except TokenError as err:
         raise ParseError(str(err), 1, 1) from err
     if len(parsed) != 1 or parsed[0] is None:
         raise ParseError("expected one statement", 1, 1)
     return parsed[0]
+
+
+_TOKEN = re.compile(r"<Token token_type: TokenType\.(\w+), text: (.*?), line: .*?>")
+
+
+def _tokens(message: str) -> str:
+    """sqlglot's token reprs as the text they stand for ('end of input' for the sentinel)."""
+    message = re.sub(r"<class 'sqlglot\.[\w.]+\.(\w+)'>", r"\1", message)
+    return _TOKEN.sub(lambda m: "end of input" if m.group(1) == "SENTINEL" else
+                      repr(m.group(2)), message)
 
 
 def _from_ast(node: exp.Expression, text: str) -> st.Statement:
@@ -141,18 +189,26 @@ def _from_ast(node: exp.Expression, text: str) -> st.Statement:
             return st.SetVariable(item.this.name.lower(), item.expression.name)
     if isinstance(node, exp.Column) and node.name.upper() == "FLUSH":
         return st.Flush()
-    raise UnsupportedError(f"statement {type(node).__name__.upper()} is not supported")
+    raise UnsupportedError(f"statement {_what(text)} is not supported; {_SUPPORTED}")
 
 
 def _command(node: exp.Command, text: str) -> st.Statement:
     head = str(node.this).upper()
     if head == "CREATE" and re.match(r"^\s*TABLE\b", str(node.expression), re.I):
         return _create_table_extended(text)
-    raise UnsupportedError(
-        f"statement {' '.join(text.split()[:3]).upper()} is not supported; supported are "
-        "CREATE TABLE / MATERIALIZED VIEW, DROP, INSERT, UPDATE, DELETE, SELECT, FLUSH, SET, "
-        "ALTER SYSTEM SET, SHOW, DESCRIBE and EXPLAIN"
-    )
+    raise UnsupportedError(f"statement {_what(text)} is not supported; {_SUPPORTED}")
+
+
+_SUPPORTED = ("supported are CREATE TABLE / MATERIALIZED VIEW, DROP, INSERT, UPDATE, DELETE, "
+              "SELECT, FLUSH, SET, ALTER SYSTEM SET, SHOW, DESCRIBE and EXPLAIN")
+
+
+def _what(text: str) -> str:
+    """The statement's leading keywords (CREATE/ALTER/DROP take the next word too)."""
+    words = text.split()[:2]
+    if words and words[0].upper() not in ("CREATE", "ALTER", "DROP"):
+        words = words[:1]
+    return " ".join(w.upper() for w in words)
 
 
 def _create_table_extended(text: str) -> st.Statement:
@@ -192,7 +248,11 @@ def _create(node: exp.Create, text: str) -> st.Statement:
                                          if_not_exists=bool(node.args.get("exists")))
     if kind == "VIEW":
         raise UnsupportedError("CREATE VIEW is not supported; use CREATE MATERIALIZED VIEW")
-    raise UnsupportedError(f"CREATE {kind} is not supported yet")
+    if kind == "SOURCE":
+        raise UnsupportedError("CREATE SOURCE is not supported yet; create a TABLE and INSERT "
+                               "into it (or load Arrow/pandas data with db.insert)")
+    raise UnsupportedError(f"CREATE {kind} is not supported yet; supported are CREATE TABLE and "
+                           "CREATE MATERIALIZED VIEW")
 
 
 def _create_table(node: exp.Create) -> st.CreateTable:
