@@ -137,8 +137,8 @@ class Connection:
         result: Result = handler(stmt)
         return result
 
-    def _call(self, fn: Any, barrier: bool = False) -> Any:
-        return self.coordinator.call(fn, barrier=barrier)
+    def _call(self, fn: Any, barrier: bool = False, fresh: bool = False) -> Any:
+        return self.coordinator.call(fn, barrier=barrier, fresh=fresh)
 
     # ---- DDL -----------------------------------------------------------------------------
 
@@ -371,13 +371,13 @@ class Connection:
             def run() -> None:
                 sql = translate_query(query, self.catalog)
                 self._check_literals(query, self.catalog.schema())
-                data = self.duck.arrow(sql)
+                data = self.duck.reader().arrow(sql)
                 rows = self._conform(rel, self._positional(rel, data, stmt.columns))
                 if rows.num_rows:
                     self._check_not_null_keys(rel, rows)
                     self.graph.deliver(rel.op, 0, with_weight(self._with_row_ids(rel, rows), 1))
 
-            self._call(run)
+            self._call(run, fresh=True)
         if self.implicit_flush:
             self.coordinator.flush()
         return Result(status="INSERT")
@@ -395,7 +395,7 @@ class Connection:
         schema = self.catalog.schema()
         schema[state.name] = {c: t for c, t, _ in rel.columns}
         self._check_literals(select, schema)
-        return self.duck.arrow(to_duck_query(select, schema)), cols
+        return self.duck.reader().arrow(to_duck_query(select, schema)), cols
 
     def _do_Update(self, stmt: st.Update) -> Result:  # noqa: N802
         rel = self._table(stmt.table)
@@ -431,7 +431,7 @@ class Connection:
             change = pa.concat_tables([with_weight(old, -1), with_weight(new, 1)])
             self.graph.deliver(rel.op, 0, change)
 
-        self._call(run)
+        self._call(run, fresh=True)
         if self.implicit_flush:
             self.coordinator.flush()
         return Result(status="UPDATE")
@@ -446,7 +446,7 @@ class Connection:
             if rows.num_rows:
                 self.graph.deliver(rel.op, 0, with_weight(rows.select(cols), -1))
 
-        self._call(run)
+        self._call(run, fresh=True)
         if self.implicit_flush:
             self.coordinator.flush()
         return Result(status="DELETE")

@@ -258,9 +258,6 @@ def test_a_primary_key_must_not_be_null(db: Connection) -> None:
     assert db.execute("SELECT COUNT(*) FROM kv").fetchall() == [(0,)]
 
 
-@pytest.mark.xfail(strict=True, reason="a data-dependent error on the engine thread aborts the "
-                   "epoch's DuckDB transaction: unflushed rows of the epoch are lost and "
-                   "progress.errors fills (meta/coordinator.py has no recovery)")
 @pytest.mark.parametrize("sql", [
     "INSERT INTO t SELECT g, g::int FROM t",
     "UPDATE t SET x = g::int",

@@ -50,6 +50,7 @@ class _Command:
     fn: Callable[[], Any]
     future: Future[Any]
     barrier: bool
+    fresh: bool = False
 
 
 class Coordinator:
@@ -75,12 +76,17 @@ class Coordinator:
         """Queue a DML batch for a table source."""
         self._queue.put(_Chunk(source, table))
 
-    def call(self, fn: Callable[[], Any], barrier: bool = False) -> Any:
-        """Run `fn` on the engine thread; with `barrier`, return after the next commit."""
+    def call(self, fn: Callable[[], Any], barrier: bool = False, fresh: bool = False) -> Any:
+        """Run `fn` on the engine thread; with `barrier`, return after the next commit.
+
+        With `fresh`, the current epoch is committed first, so `fn` can read the
+        current state from a reader cursor: a query error there cannot abort the
+        engine's transaction (and with it other statements' uncommitted rows).
+        """
         if threading.current_thread() is self._thread:
             return fn()
         fut: Future[Any] = Future()
-        self._queue.put(_Command(fn, fut, barrier))
+        self._queue.put(_Command(fn, fut, barrier, fresh))
         return fut.result()
 
     def flush(self) -> int:
@@ -126,6 +132,9 @@ class Coordinator:
             self._process(pending)
             pending = []
             if isinstance(msg, _Command):
+                if msg.fresh:
+                    self._barrier(waiting)
+                    waiting = []
                 try:
                     result = msg.fn()
                 except BaseException as err:  # noqa: BLE001 - handed to the caller

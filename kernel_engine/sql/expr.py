@@ -155,7 +155,8 @@ def to_duck(nodes: Sequence[exp.Expression], types: dict[str, str]) -> list[str]
     return out
 
 
-def to_duck_query(query: exp.Query, schema: dict[str, dict[str, str]]) -> str:
+def to_duck_query(query: exp.Query, schema: dict[str, dict[str, str]],
+                  streaming: bool = False) -> str:
     """Translate a whole PostgreSQL-semantics query to DuckDB SQL."""
     from sqlglot.optimizer.qualify import qualify
 
@@ -164,6 +165,9 @@ def to_duck_query(query: exp.Query, schema: dict[str, dict[str, str]]) -> str:
                             validate_qualify_columns=False, quote_identifiers=False,
                             expand_stars=False)
         annotated = annotate_types(qualified, schema=schema, dialect="postgres")
-        return annotated.transform(_rewrite).sql("duckdb")
+        rewritten = annotated.transform(_rewrite)
+        if streaming:
+            rewritten = rewritten.transform(_streaming)
+        return rewritten.sql("duckdb")
     except Exception:  # noqa: BLE001 - fall back to plain transpilation
         return query.transform(lambda n: n).sql("duckdb")

@@ -171,7 +171,7 @@ class Planner:
                 deps.append(name)
         self.deps.update(deps)
         q = expand_window_functions(q, self.describe_relation)
-        sql = to_duck_query(q, self.catalog.schema())
+        sql = to_duck_query(q, self.catalog.schema(), streaming=True)
         described = self.describe(f"SELECT * FROM ({sql}) LIMIT 0")
         cols = [Col(fresh(), typ, name) for name, typ in described]
         dup = Col(fresh("dup"), "BIGINT", "_dup")

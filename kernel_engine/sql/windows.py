@@ -100,7 +100,8 @@ def expand_window_functions(query: exp.Query,
             n = interval_ratio(args[1], args[2])
             start = f"time_bucket({pg[1]}, _s.\"{ts}\", {origin}) - _r._k * {pg[1]}"
             sql = (f"SELECT {listed}, {start} AS window_start, {start} + {pg[2]} AS window_end "
-                   f"FROM {source} AS _s CROSS JOIN (SELECT unnest(range(0, {n})) AS _k) AS _r")
+                   f"FROM {source} AS _s CROSS JOIN (SELECT unnest(range(0, {n})) AS _k) AS _r "
+                   f"WHERE _s.\"{ts}\" IS NOT NULL")  # HOP drops rows without a time
         sub = sqlglot.parse_one(sql, read="postgres")
         return exp.Subquery(this=sub, alias=exp.TableAlias(
             this=exp.to_identifier(node.alias or source)))
