@@ -113,13 +113,20 @@ def sql_of(node: exp.Expression) -> str:
 def _rewrite(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Div) and _is_int(node.this) and _is_int(node.expression):
         return exp.IntDiv(this=node.this, expression=node.expression)
-    if isinstance(node, exp.Window) and isinstance(node.this, exp.Sum) and _is_int(
-            node.this.this, small=True):
+    if isinstance(node, exp.Window) and _small_int_sum(node.this):
         return exp.Cast(this=node, to=exp.DataType.build("BIGINT"))
-    if isinstance(node, exp.Sum) and _is_int(node.this, small=True) and not isinstance(
-            node.parent, (exp.Window, exp.Cast)):
+    if isinstance(node, (exp.Sum, exp.Filter)) and _small_int_sum(node) and not isinstance(
+            node.parent, (exp.Window, exp.Cast, exp.Filter)):
+        # SUM(x) FILTER (WHERE ...) is cast as a whole: the FILTER belongs to the SUM.
         return exp.Cast(this=node, to=exp.DataType.build("BIGINT"))
     return node
+
+
+def _small_int_sum(node: exp.Expression) -> bool:
+    """SUM (possibly with FILTER) over a 8/16/32-bit integer (BIGINT in PostgreSQL)."""
+    if isinstance(node, exp.Filter):
+        node = node.this
+    return isinstance(node, exp.Sum) and _is_int(node.this, small=True)
 
 
 def _is_int(node: exp.Expression, small: bool = False) -> bool:

@@ -403,6 +403,10 @@ class Planner:
                     rkeys.append(a)
                     continue
             rest.append(b)
+        if kind in ("right", "full"):
+            left = _with_presence(left)
+        if kind in ("left", "full"):
+            right = _with_presence(right)
         cols = left.cols + right.cols
         cond_expr = _and(rest)
         cond = to_duck([cond_expr], {c.name: c.type for c in cols})[0] if cond_expr else None
@@ -661,6 +665,19 @@ class Planner:
             raise NotIncremental("UNION (distinct) inside UNION ALL")
         assert isinstance(q, exp.Query)
         return [q]
+
+
+def _with_presence(node: n.Node) -> n.Node:
+    """A side an outer join pads with NULLs, plus a hidden TRUE column in its stream key.
+
+    A padded row has NULL there, so it cannot share its stream key with a real row
+    whose key columns are NULL (an aggregate's NULL group, or a global aggregate).
+    """
+    present = Col(fresh("p"), "BOOLEAN", "_present")
+    exprs = [(c.name, _quoted(c.name)) for c in node.cols]
+    exprs.append((present.name, "CAST(TRUE AS BOOLEAN)"))
+    return n.Project(node.cols + [present], [*node.key, present.name], input=node,
+                     exprs=exprs, labels=[c.label for c in node.cols] + ["true"])
 
 
 def _types(node: n.Node) -> dict[str, str]:
