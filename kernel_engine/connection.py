@@ -8,6 +8,7 @@ run on a reader cursor and see the last committed epoch.
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,8 @@ from kernel_engine._duck import Duck
 from kernel_engine._values import literal_columns
 from kernel_engine.catalog import Catalog, Relation
 from kernel_engine.errors import BindError, CatalogError, Error, ExecutionError, UnsupportedError
-from kernel_engine.meta.coordinator import Coordinator
+from kernel_engine.meta.coordinator import Coordinator, EngineCrashed
+from kernel_engine.meta.durability import CRASH_POINTS, Durability, check_guarantee, fingerprint
 from kernel_engine.query.adhoc import translate_query, typed_string_literals
 from kernel_engine.result import Result
 from kernel_engine.sql import statements as st
@@ -26,6 +28,16 @@ from kernel_engine.sql.explain import explain
 from kernel_engine.sql.expr import to_duck_query
 from kernel_engine.sql.parse import parse
 from kernel_engine.sql.plan import Planner
+from kernel_engine.state.checkpoint import (
+    ChecksumError,
+    Manifest,
+    fold,
+    list_manifests,
+    load_manifest,
+    read_table_files,
+    remove_unreferenced,
+)
+from kernel_engine.state.storage import Storage
 from kernel_engine.state.table import quote
 from kernel_engine.stream.build import arrow_schema, build_view
 from kernel_engine.stream.graph import Graph
@@ -42,34 +54,62 @@ _UNKNOWN_COLUMN = re.compile(
 
 
 def connect(location: str | None = None, *, storage_options: dict[str, Any] | None = None,
-            barrier_interval_ms: int = 1000) -> Connection:
-    """Start an engine. With no location, state lives in memory only."""
-    if location is not None:
-        raise UnsupportedError("checkpoint storage arrives with durable epochs; "
-                               "use kernel_engine.connect() for in-memory state")
-    del storage_options
-    return Connection(barrier_interval_ms=barrier_interval_ms)
+            barrier_interval_ms: int = 1000, delivery_guarantee: str = "exactly_once",
+            checkpoint_retention: int = 3) -> Connection:
+    """Start an engine.
+
+    With no location, state lives in memory only. With a local folder or an
+    `s3://bucket/prefix` URL, DML is logged and state checkpointed there; if the
+    location already holds checkpoints, the engine recovers from the newest one.
+    """
+    storage = Storage.open(location, storage_options) if location is not None else None
+    return Connection(barrier_interval_ms=barrier_interval_ms, storage=storage,
+                      delivery_guarantee=delivery_guarantee,
+                      checkpoint_retention=checkpoint_retention)
 
 
 class Connection:
     """A running engine and the session that talks to it."""
 
-    def __init__(self, barrier_interval_ms: int = 1000) -> None:
+    def __init__(self, barrier_interval_ms: int = 1000, storage: Storage | None = None,
+                 delivery_guarantee: str = "exactly_once", checkpoint_retention: int = 3
+                 ) -> None:
+        self.storage = storage
+        self.guarantee = check_guarantee(delivery_guarantee)
+        self.retention = checkpoint_retention
+        self.barrier_interval_ms = barrier_interval_ms
+        self.implicit_flush = False
+        self.session: dict[str, str] = {}
+        self._closed = False
+        self._restoring = False
+        self._start_engine(first_epoch=1)
+        if storage is not None:
+            remove_unreferenced(storage)
+            if list_manifests(storage):
+                self._recover()
+
+    def _start_engine(self, first_epoch: int) -> None:
+        """Fresh in-memory engine state: DuckDB, catalog, graph, engine thread."""
         self.duck = Duck(streaming=True)
         self.catalog = Catalog()
         self.graph = Graph()
-        self.coordinator = Coordinator(self.duck, self.graph, barrier_interval_ms)
-        self.implicit_flush = False
-        self.session: dict[str, str] = {}
         self._schemas: dict[str, pa.Schema] = {}
-        self._closed = False
+        self.durability = (Durability(self.storage, self.guarantee, self.retention)
+                           if self.storage is not None else None)
+        self.coordinator = Coordinator(self.duck, self.graph, self.barrier_interval_ms,
+                                       self.durability, self._ddl, first_epoch)
+
+    def _ddl(self) -> list[str]:
+        with self.catalog.lock:
+            return [rel.sql for rel in self.catalog.relations.values()]
 
     # ---- public API ----------------------------------------------------------------------
 
     def execute(self, sql: str) -> Result:
         """Run one or more statements; return the result of the last."""
-        self._check_open()
         statements = parse(sql)
+        if not (statements and isinstance(statements[0][1], st.Recover)):
+            self._check_open()
         result = Result()
         for index, (_, stmt) in enumerate(statements, start=1):
             try:
@@ -97,11 +137,146 @@ class Connection:
             raise CatalogError(f'column "{unknown[0]}" of relation "{table}" does not exist')
         self._submit(rel, self._conform(rel, data))
         if self.implicit_flush:
-            self.coordinator.flush()
+            self._flush()
 
     def flush(self) -> None:
-        """Wait until everything issued before is visible."""
-        self.coordinator.flush()
+        """Wait until everything issued before is visible (and durable, with storage)."""
+        self._flush()
+
+    def _flush(self) -> None:
+        epoch = self.coordinator.flush()
+        self._wait_durable(epoch)
+
+    def _wait_durable(self, epoch: int | None = None) -> None:
+        if self.durability is None or self._restoring:
+            return
+        epoch = epoch if epoch is not None else self.coordinator.progress.checkpoint_epoch
+        while not self.durability.writer.wait_durable(epoch, timeout=1.0):
+            if self.coordinator.crashed or self.durability.writer.crashed is not None:
+                raise EngineCrashed()
+
+    # ---- crashes and recovery -----------------------------------------------------------
+
+    @property
+    def crashed(self) -> bool:
+        """True once the engine died (an injected crash); RECOVER brings it back."""
+        return self.coordinator.crashed
+
+    def crash(self, at: str | None = None) -> None:
+        """Kill the engine now, or arm a crash at a named point (see CRASH_POINTS).
+
+        A crash discards all in-memory state, as a process death would.
+        """
+        if at is None:
+            self.coordinator.kill()
+            self._discard()
+            return
+        if at not in CRASH_POINTS:
+            raise BindError(f"unknown crash point {at!r}; known: {', '.join(CRASH_POINTS)}")
+        if self.durability is None:
+            raise UnsupportedError("crash points need checkpoint storage: "
+                                   "kernel_engine.connect('folder/')")
+        self.durability.crash_at = at
+
+    def wait_crashed(self, timeout: float = 10.0) -> bool:
+        """Wait for an armed crash to fire; True when the engine is dead."""
+        if self.coordinator.wait_crashed(timeout):
+            self._discard()
+            return True
+        return False
+
+    def _discard(self) -> None:
+        self.coordinator.crashed = True
+        if self.durability is not None:
+            self.durability.writer.abandon()
+        try:
+            self.duck.close()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+    def recover(self) -> None:
+        """Rebuild the engine from the newest complete checkpoint and replay the logs."""
+        if self.storage is None:
+            raise UnsupportedError("RECOVER is not supported without checkpoint storage: this "
+                                   "engine keeps its "
+                                   "state in memory only")
+        if not self.coordinator.crashed:
+            self.coordinator.kill()
+        self._discard()
+        self._recover()
+
+    def _recover(self) -> None:
+        assert self.storage is not None
+        for epoch in reversed(list_manifests(self.storage)):
+            manifest = load_manifest(self.storage, epoch)
+            if manifest is None:
+                continue
+            try:
+                self._restore(manifest)
+                return
+            except ChecksumError as err:
+                warnings.warn(f"skipping checkpoint {epoch}: {err}", stacklevel=2)
+        self._start_engine(first_epoch=1)
+
+    def _restore(self, manifest: Manifest) -> None:
+        if not self.coordinator.crashed:
+            self.coordinator.kill()
+            self._discard()
+        self._start_engine(first_epoch=manifest.epoch + 1)
+        try:
+            self._call(lambda: self._restore_on_engine(manifest))
+        except BaseException:
+            self.coordinator.kill()
+            self._discard()
+            raise
+        self._flush()
+
+    def _restore_on_engine(self, manifest: Manifest) -> None:
+        assert self.durability is not None and self.storage is not None
+        self._restoring = True
+        try:
+            for sql in manifest.ddl:
+                for _, stmt in parse(sql):
+                    self._run(stmt)
+            found = fingerprint(self.graph.operators)
+            if found != manifest.fingerprint:
+                raise CatalogError(
+                    f"checkpoint {manifest.epoch} was written by a different streaming plan "
+                    f"(fingerprint {manifest.fingerprint}, this engine builds {found}); "
+                    "refusing to restore it")
+            tables = Durability.state_tables(self.graph.operators)
+            for name, info in manifest.tables.items():
+                if name not in tables:
+                    raise CatalogError(f"checkpoint {manifest.epoch} has state table {name} "
+                                       "that the plan does not")
+                try:
+                    parts = read_table_files(self.storage, info["files"])
+                except ValueError as err:
+                    raise ChecksumError(str(err)) from None
+                tables[name].restore(fold(self.duck, parts, info["key"]) if parts
+                                     else tables[name].snapshot().slice(0, 0))
+            self._replay(self.durability.recovery_offsets(manifest))
+            self.durability.writer.start_from(manifest)
+        finally:
+            self._restoring = False
+
+    def _replay(self, offsets: dict[str, Any]) -> None:
+        assert self.durability is not None
+        self.durability.offsets = {k: int(v) for k, v in offsets.items()}
+        for rel in list(self.catalog.relations.values()):
+            if rel.kind != "table":
+                continue
+            state = rel.op.state_tables()[0]
+            top = 0
+            if not rel.primary_key:
+                top = self.duck.arrow(f"SELECT COALESCE(MAX({ROW_ID}) + 1, 0) AS n "
+                                      f"FROM {quote(state.name)}").column(0)[0].as_py()
+            for seq, chunk in self.durability.log(rel.name).read_after(
+                    int(offsets.get(rel.name, 0))):
+                if not rel.primary_key and chunk.num_rows:
+                    top = max(top, int(pa.compute.max(chunk[ROW_ID]).as_py()) + 1)
+                self.coordinator.submit(rel.op, chunk, seq)
+            rel.next_row_id = top
 
     @property
     def progress(self) -> Any:
@@ -127,6 +302,8 @@ class Connection:
     def _check_open(self) -> None:
         if self._closed:
             raise Error("connection is closed")
+        if self.coordinator.crashed:
+            raise EngineCrashed()
 
     # ---- dispatch ------------------------------------------------------------------------
 
@@ -135,6 +312,12 @@ class Connection:
         if handler is None:
             raise UnsupportedError(f"{type(stmt).__name__} is not supported")
         result: Result = handler(stmt)
+        return result
+
+    def _ddl_call(self, fn: Any) -> Result:
+        """Run DDL on the engine thread; return once it is committed (and durable)."""
+        result: Result = self._call(fn, barrier=True)
+        self._wait_durable()
         return result
 
     def _call(self, fn: Any, barrier: bool = False, fresh: bool = False) -> Any:
@@ -174,7 +357,7 @@ class Connection:
                                       append_only=stmt.append_only))
             return Result(status="CREATE_TABLE")
 
-        return self._call(create, barrier=True)  # type: ignore[no-any-return]
+        return self._ddl_call(create)
 
     def _create_view(self, name: str, table: str, visible: list[str]) -> None:
         cols = ", ".join(quote(c) for c in visible)
@@ -211,16 +394,19 @@ class Connection:
                                       deps=set(planner.deps), plan=plan))
             return Result(status="CREATE_MATERIALIZED_VIEW")
 
-        return self._call(create, barrier=True)  # type: ignore[no-any-return]
+        return self._ddl_call(create)
 
     def _start_view(self, built: Any) -> None:
-        """Emit initial rows, backfill from upstream snapshots, then attach to upstream."""
-        for op in built.operators:
-            self.graph.push(op, op.initial())
+        """Emit initial rows, backfill from upstream snapshots, then attach to upstream.
+
+        While restoring a checkpoint the state comes from storage instead.
+        """
         from kernel_engine.stream.operators import Scan
 
+        for op in built.operators if not self._restoring else []:
+            self.graph.push(op, op.initial())
         for relation, op, port in built.attach:
-            if isinstance(op, Scan):
+            if isinstance(op, Scan) and not self._restoring:
                 upstream = self.catalog.get(relation)
                 assert upstream is not None
                 snapshot = upstream.op.state_tables()[0].snapshot()
@@ -255,7 +441,7 @@ class Connection:
                 self._drop(name)
             return Result(status=f"DROP_{stmt.kind.replace(' ', '_')}")
 
-        return self._call(drop, barrier=True)  # type: ignore[no-any-return]
+        return self._ddl_call(drop)
 
     def _drop(self, name: str) -> None:
         for dep in self.catalog.dependents(name):
@@ -270,6 +456,9 @@ class Connection:
             op.drop()
         self.catalog.remove(name)
         self._schemas.pop(name, None)
+        if rel.kind == "table" and self.durability is not None:
+            self.durability.log(name).drop()
+            self.durability.logs.pop(name, None)
 
     # ---- DML -----------------------------------------------------------------------------
 
@@ -333,7 +522,24 @@ class Connection:
         if rows.num_rows == 0:
             return
         self._check_not_null_keys(rel, rows)
-        self.coordinator.submit(rel.op, with_weight(self._with_row_ids(rel, rows), 1))
+        self._enqueue(rel, with_weight(self._with_row_ids(rel, rows), 1))
+
+    def _enqueue(self, rel: Relation, chunk: pa.Table) -> None:
+        """Log a change batch durably (with storage), then queue it for the table."""
+        if self.durability is None:
+            self.coordinator.submit(rel.op, chunk)
+            return
+        log = self.durability.log(rel.name)
+        with log.lock:
+            seq = log.append(chunk)
+            self.coordinator.submit(rel.op, chunk, seq)
+
+    def _deliver_dml(self, rel: Relation, chunk: pa.Table) -> None:
+        """Apply a change batch computed on the engine thread (UPDATE, DELETE, INSERT SELECT)."""
+        if self.durability is None:
+            self.graph.deliver(rel.op, 0, chunk)
+        else:
+            self._enqueue(rel, chunk)
 
     def _check_not_null_keys(self, rel: Relation, rows: pa.Table) -> None:
         for k in rel.primary_key:
@@ -375,11 +581,11 @@ class Connection:
                 rows = self._conform(rel, self._positional(rel, data, stmt.columns))
                 if rows.num_rows:
                     self._check_not_null_keys(rel, rows)
-                    self.graph.deliver(rel.op, 0, with_weight(self._with_row_ids(rel, rows), 1))
+                    self._deliver_dml(rel, with_weight(self._with_row_ids(rel, rows), 1))
 
             self._call(run, fresh=True)
         if self.implicit_flush:
-            self.coordinator.flush()
+            self._flush()
         return Result(status="INSERT")
 
     def _changed_rows(self, rel: Relation, where: exp.Expression | None,
@@ -429,11 +635,11 @@ class Connection:
                 if new[k].null_count:
                     raise ExecutionError(f'null value in primary key column "{k}"')
             change = pa.concat_tables([with_weight(old, -1), with_weight(new, 1)])
-            self.graph.deliver(rel.op, 0, change)
+            self._deliver_dml(rel, change)
 
         self._call(run, fresh=True)
         if self.implicit_flush:
-            self.coordinator.flush()
+            self._flush()
         return Result(status="UPDATE")
 
     def _do_Delete(self, stmt: st.Delete) -> Result:  # noqa: N802
@@ -444,21 +650,29 @@ class Connection:
         def run() -> None:
             rows, cols = self._changed_rows(rel, stmt.where, [])
             if rows.num_rows:
-                self.graph.deliver(rel.op, 0, with_weight(rows.select(cols), -1))
+                self._deliver_dml(rel, with_weight(rows.select(cols), -1))
 
         self._call(run, fresh=True)
         if self.implicit_flush:
-            self.coordinator.flush()
+            self._flush()
         return Result(status="DELETE")
 
     # ---- session, system, introspection ----------------------------------------------------
 
+    def _do_Recover(self, stmt: st.Recover) -> Result:  # noqa: N802
+        self.recover()
+        return Result(status="RECOVER")
+
     def _do_Flush(self, stmt: st.Flush) -> Result:  # noqa: N802
-        self.coordinator.flush()
+        self._flush()
         return Result(status="FLUSH")
 
     def _do_SetVariable(self, stmt: st.SetVariable) -> Result:  # noqa: N802
         value = stmt.value.lower()
+        if stmt.name == "delivery_guarantee":
+            self.guarantee = check_guarantee(stmt.value)
+            if self.durability is not None:
+                self.durability.guarantee = self.guarantee
         if stmt.name == "rw_implicit_flush":
             if value not in ("true", "false", "on", "off"):
                 raise BindError(f"RW_IMPLICIT_FLUSH takes true or false, not {stmt.value!r}")
@@ -483,7 +697,10 @@ class Connection:
         c = self.coordinator
         rows = [("barrier_interval_ms", str(c.barrier_interval_ms), True),
                 ("checkpoint_frequency", str(c.checkpoint_frequency), True),
-                ("state_store", "memory (no checkpoint storage configured)", False),
+                ("state_store", self.storage.url if self.storage is not None
+                 else "memory (no checkpoint storage configured)", False),
+                ("delivery_guarantee", self.guarantee, True),
+                ("checkpoint_retention", str(self.retention), False),
                 ("rw_implicit_flush", str(self.implicit_flush).lower(), True)]
         return pa.table({"Name": [r[0] for r in rows], "Value": [r[1] for r in rows],
                          "Mutable": [r[2] for r in rows]})

@@ -21,11 +21,22 @@ from typing import Any
 import pyarrow as pa
 
 from kernel_engine._duck import Duck
+from kernel_engine.errors import Error
+from kernel_engine.meta.durability import Durability
+from kernel_engine.state.checkpoint import Crashed
 from kernel_engine.stream.graph import Graph
 from kernel_engine.stream.message import Barrier
 from kernel_engine.stream.operator import Operator
 
-__all__ = ["Coordinator", "Progress"]
+__all__ = ["Coordinator", "EngineCrashed", "Progress"]
+
+
+class EngineCrashed(Error):
+    """The engine died (a crash was injected); RECOVER or connect again."""
+
+    def __init__(self) -> None:
+        super().__init__("the engine has crashed: its in-memory state is gone; run RECOVER "
+                         "(or kernel_engine.connect() to the same location) to recover")
 
 
 @dataclass
@@ -34,6 +45,7 @@ class Progress:
 
     current_epoch: int = 1
     committed_epoch: int = 0
+    checkpoint_epoch: int = 0
     barrier_latency_ms: deque[tuple[int, float]] = field(
         default_factory=lambda: deque(maxlen=1000))
     errors: list[str] = field(default_factory=list)
@@ -43,6 +55,7 @@ class Progress:
 class _Chunk:
     source: Operator
     table: pa.Table
+    seq: int = 0
 
 
 @dataclass
@@ -56,13 +69,19 @@ class _Command:
 class Coordinator:
     """Owns the engine thread, the graph and the epoch clock."""
 
-    def __init__(self, duck: Duck, graph: Graph, barrier_interval_ms: int = 1000) -> None:
+    def __init__(self, duck: Duck, graph: Graph, barrier_interval_ms: int = 1000,
+                 durability: Durability | None = None,
+                 ddl: Callable[[], list[str]] | None = None, first_epoch: int = 1) -> None:
         self.duck = duck
         self.graph = graph
+        self.durability = durability
+        self.ddl = ddl or (lambda: [])
+        self.crashed = False
+        self._kill = False
         self.barrier_interval_ms = barrier_interval_ms
         self.checkpoint_frequency = 1
         self.sources: list[Operator] = []
-        self.progress = Progress()
+        self.progress = Progress(current_epoch=first_epoch, committed_epoch=first_epoch - 1)
         self._queue: queue.Queue[_Chunk | _Command | None] = queue.Queue()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="rwmagic-engine", daemon=True)
@@ -72,9 +91,11 @@ class Coordinator:
 
     # ---- API for other threads -------------------------------------------------------------
 
-    def submit(self, source: Operator, table: pa.Table) -> None:
-        """Queue a DML batch for a table source."""
-        self._queue.put(_Chunk(source, table))
+    def submit(self, source: Operator, table: pa.Table, seq: int = 0) -> None:
+        """Queue a DML batch for a table source (`seq`: its position in the table's log)."""
+        if self.crashed:
+            raise EngineCrashed()
+        self._queue.put(_Chunk(source, table, seq))
 
     def call(self, fn: Callable[[], Any], barrier: bool = False, fresh: bool = False) -> Any:
         """Run `fn` on the engine thread; with `barrier`, return after the next commit.
@@ -85,6 +106,8 @@ class Coordinator:
         """
         if threading.current_thread() is self._thread:
             return fn()
+        if self.crashed:
+            raise EngineCrashed()
         fut: Future[Any] = Future()
         self._queue.put(_Command(fn, fut, barrier, fresh))
         return fut.result()
@@ -94,19 +117,57 @@ class Coordinator:
         return int(self.call(lambda: self.progress.committed_epoch + 1, barrier=True))
 
     def stop(self) -> None:
-        """Stop the engine thread."""
+        """Stop the engine thread (and let queued checkpoints finish)."""
         self._stop = True
         self._queue.put(None)
         self._thread.join(timeout=10)
+        if self.durability is not None and not self.crashed:
+            self.durability.writer.stop()
+
+    def kill(self) -> None:
+        """Die now, as the process would: nothing in memory survives."""
+        self._kill = True
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def wait_crashed(self, timeout: float = 10.0) -> bool:
+        """Wait until an armed crash point has fired."""
+        self._thread.join(timeout=timeout)
+        return self.crashed
+
+    def _die(self) -> None:
+        self.crashed = True
+        if self.durability is not None:
+            self.durability.writer.abandon()
+        while True:
+            try:
+                msg = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(msg, _Command):
+                msg.future.set_exception(EngineCrashed())
 
     # ---- the engine thread ---------------------------------------------------------------
 
     def _run(self) -> None:
         self.duck.begin()
         self._started.set()
+        try:
+            self._loop()
+        except Crashed:
+            pass
+        if self._kill or self.crashed or self._writer_crashed():
+            self._die()
+
+    def _writer_crashed(self) -> bool:
+        return self.durability is not None and self.durability.writer.crashed is not None
+
+    def _loop(self) -> None:
         next_barrier = time.monotonic() + self.barrier_interval_ms / 1000
         while not self._stop:
-            timeout = max(0.0, next_barrier - time.monotonic())
+            if self._kill or self._writer_crashed():
+                return
+            timeout = min(0.05, max(0.0, next_barrier - time.monotonic()))
             batch: list[_Chunk | _Command | None] = []
             try:
                 batch.append(self._queue.get(timeout=timeout))
@@ -114,9 +175,13 @@ class Coordinator:
                     batch.append(self._queue.get_nowait())
             except queue.Empty:
                 pass
-            waiting = self._handle(batch)
+            try:
+                waiting = self._handle(batch)
+            except Crashed:
+                self.crashed = True
+                raise
             if waiting or time.monotonic() >= next_barrier:
-                self._barrier(waiting)
+                self._barrier(waiting, force_checkpoint=bool(waiting))
                 next_barrier = time.monotonic() + self.barrier_interval_ms / 1000
 
     def _handle(self, batch: list[_Chunk | _Command | None]) -> list[tuple[Future[Any], Any]]:
@@ -137,6 +202,8 @@ class Coordinator:
                     waiting = []
                 try:
                     result = msg.fn()
+                except Crashed:
+                    raise
                 except BaseException as err:  # noqa: BLE001 - handed to the caller
                     msg.future.set_exception(err)
                     continue
@@ -153,17 +220,34 @@ class Coordinator:
         source = chunks[0].source
         tables = [c.table for c in chunks]
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        if self.durability is not None:
+            self.durability.crash_point("processing")
         try:
             self.graph.deliver(source, 0, table)
         except Exception as err:  # noqa: BLE001 - the engine keeps running
             self.progress.errors.append(f"{source.identity}: {err}")
+        seq = max(c.seq for c in chunks)
+        if self.durability is not None and seq:
+            self.durability.processed(source.identity, seq)
 
-    def _barrier(self, waiting: list[tuple[Future[Any], Any]]) -> None:
+    def _barrier(self, waiting: list[tuple[Future[Any], Any]],
+                 force_checkpoint: bool = False) -> None:
         epoch = self.progress.current_epoch
-        barrier = Barrier(epoch, checkpoint=epoch % max(self.checkpoint_frequency, 1) == 0)
+        checkpoint = force_checkpoint or epoch % max(self.checkpoint_frequency, 1) == 0
+        barrier = Barrier(epoch, checkpoint=checkpoint)
         try:
             self.graph.inject(list(self.sources), barrier)
+            job = None
+            if checkpoint and self.durability is not None:
+                job = self.durability.job(epoch, self.graph.operators, self.ddl())
+                self.durability.crash_point("after_snapshot")
             self.duck.commit()
+            if job is not None and self.durability is not None:
+                self.durability.writer.submit(job)
+                self.progress.checkpoint_epoch = epoch
+        except Crashed:
+            self.crashed = True
+            raise
         except Exception as err:  # noqa: BLE001 - reported, engine keeps running
             self.progress.errors.append(f"epoch {epoch}: {err}")
             self.duck.rollback()

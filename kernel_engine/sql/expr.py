@@ -23,6 +23,12 @@ _names = itertools.count()
 _INT_TYPES = exp.DataType.INTEGER_TYPES
 
 
+def reset_names() -> None:
+    """Restart internal names, so the same DDL always builds the same state tables."""
+    global _names
+    _names = itertools.count()
+
+
 def fresh(prefix: str = "c") -> str:
     """A new internal column name, unique within the process."""
     return f"{prefix}{next(_names)}"

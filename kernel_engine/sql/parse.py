@@ -84,6 +84,8 @@ def parse_statement(text: str) -> st.Statement:
 def _special(text: str) -> st.Statement | None:
     if _FLUSH.match(text):
         return st.Flush()
+    if re.match(r"^RECOVER$", text, re.I):
+        return st.Recover()
     if m := _SHOW.match(text):
         words = m.group(1).split()
         if len(words) >= 2 and words[0].upper() == "CREATE":

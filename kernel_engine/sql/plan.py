@@ -17,7 +17,16 @@ from sqlglot import exp
 
 from kernel_engine.errors import BindError, CatalogError, Error, UnsupportedError
 from kernel_engine.sql import nodes as n
-from kernel_engine.sql.expr import Col, Scope, ScopeEntry, bind, fresh, sql_of, to_duck
+from kernel_engine.sql.expr import (
+    Col,
+    Scope,
+    ScopeEntry,
+    bind,
+    fresh,
+    reset_names,
+    sql_of,
+    to_duck,
+)
 from kernel_engine.sql.windows import expand_window_functions, interval_ratio, window_args
 
 __all__ = ["NotIncremental", "Planner", "RelationInfo"]
@@ -111,6 +120,7 @@ class Planner:
     def plan_view(self, name: str, query: exp.Query) -> n.Materialize:
         """The plan of CREATE MATERIALIZED VIEW name AS query."""
         self.deps = set()
+        reset_names()
         node, scope = self.plan_query(query, {}, top=True)
         visible = scope.visible()
         names = [e.name for e in visible]

@@ -8,7 +8,7 @@ from sqlglot import exp
 
 __all__ = [
     "AlterSystem", "CreateMaterializedView", "CreateTable", "Delete", "Describe", "Drop",
-    "Explain", "Flush", "Insert", "Query", "SetVariable", "Show", "Statement", "Update",
+    "Explain", "Flush", "Recover", "Insert", "Query", "SetVariable", "Show", "Statement", "Update",
 ]
 
 
@@ -81,6 +81,11 @@ class Delete(Statement):
 @dataclass
 class Flush(Statement):
     """FLUSH: wait until all earlier DML is visible."""
+
+
+@dataclass
+class Recover(Statement):
+    """RECOVER: rebuild the engine from its newest complete checkpoint."""
 
 
 @dataclass

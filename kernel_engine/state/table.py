@@ -52,6 +52,8 @@ class StateTable:
         self.columns = list(columns)
         self.key = list(key)
         self.rows_written = 0
+        self._inserted: list[pa.Table] = []
+        self._touched: list[pa.Table] = []
         cols = ", ".join(f"{quote(n)} {t}" for n, t in self.columns)
         duck.run(f"CREATE TABLE {quote(name)} ({cols})")
 
@@ -69,6 +71,7 @@ class StateTable:
         if pc.min(delta["_w"]).as_py() > 0:
             self.duck.run(f"INSERT INTO {target} SELECT {cols} FROM _d", _d=delta)
             self.rows_written += delta.num_rows
+            self._inserted.append(delta.select(self.column_names))
             return
         net = consolidate(self.duck, delta.select([*self.column_names, "_w"]))
         if net.num_rows == 0:
@@ -81,6 +84,43 @@ class StateTable:
         )
         self.duck.run(f"INSERT INTO {target} SELECT {cols} FROM _d WHERE _w > 0", _d=net)
         self.rows_written += net.num_rows
+        self._touched.append(net.select(self.key) if self.key else net.slice(0, 1).select([]))
+
+    def take_changes(self) -> pa.Table | None:
+        """What changed since the last call: the current row of every touched key, and a
+        `_deleted` row (key only) for keys that are gone. None when nothing changed.
+
+        A table without a key (one row, e.g. a global aggregate) returns its whole content.
+        """
+        inserted, touched = self._inserted, self._touched
+        self._inserted, self._touched = [], []
+        if not inserted and not touched:
+            return None
+        if not touched:
+            rows = pa.concat_tables(inserted) if len(inserted) > 1 else inserted[0]
+            return rows.append_column("_deleted", pa.repeat(pa.scalar(False), rows.num_rows))
+        target = quote(self.name)
+        cols = ", ".join(f"s.{quote(c)}" for c in self.column_names)
+        if not self.key:
+            return self.duck.arrow(f"SELECT {cols}, FALSE AS _deleted FROM {target} s")
+        keys = pa.concat_tables([t.select(self.key) for t in inserted] + touched)
+        key_cols = ", ".join(quote(k) for k in self.key)
+        nulls = ", ".join(f"k.{quote(c)}" if c in self.key else
+                          f"CAST(NULL AS {t}) AS {quote(c)}" for c, t in self.columns)
+        return self.duck.arrow(
+            f"WITH k AS (SELECT DISTINCT {key_cols} FROM _k) "
+            f"SELECT {cols}, FALSE AS _deleted FROM {target} s "
+            f"SEMI JOIN k ON {key_match('s', 'k', self.key)} UNION ALL "
+            f"SELECT {nulls}, TRUE AS _deleted FROM k "
+            f"ANTI JOIN {target} s ON {key_match('s', 'k', self.key)}", _k=keys)
+
+    def restore(self, rows: pa.Table) -> None:
+        """Replace the content with `rows` (after a recovery); forgets pending changes."""
+        self.duck.run(f"DELETE FROM {quote(self.name)}")
+        if rows.num_rows:
+            cols = ", ".join(quote(c) for c in self.column_names)
+            self.duck.run(f"INSERT INTO {quote(self.name)} SELECT {cols} FROM _r", _r=rows)
+        self._inserted, self._touched = [], []
 
     def snapshot(self) -> pa.Table:
         """Every row, as an insert delta."""

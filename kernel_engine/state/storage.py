@@ -1,0 +1,129 @@
+"""Checkpoint storage: a local folder or S3, through fsspec (the only fsspec importer).
+
+Objects are written whole and never modified: on a local folder a file is
+written under a temporary name and renamed into place, on S3 a PUT is atomic.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from typing import Any
+
+import fsspec
+
+from kernel_engine.errors import Error
+
+__all__ = ["Storage", "StorageError"]
+
+
+class StorageError(Error):
+    """The checkpoint location cannot be read or written."""
+
+
+class Storage:
+    """A checkpoint location: `Storage.local(path)` or `Storage.s3(url, **options)`."""
+
+    def __init__(self, fs: Any, root: str, url: str) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.url = url
+        self.local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+    @classmethod
+    def local_folder(cls, path: str) -> Storage:
+        """A folder on local disk (created if missing)."""
+        root = os.path.abspath(path)
+        fs = fsspec.filesystem("file")
+        try:
+            fs.makedirs(root, exist_ok=True)
+        except OSError as err:
+            raise StorageError(f"cannot create checkpoint folder {root}: {err}") from None
+        return cls(fs, root, root)
+
+    @classmethod
+    def s3(cls, url: str, **options: Any) -> Storage:
+        """A bucket/prefix on S3; options go to s3fs (key, secret, endpoint_url, ...)."""
+        opts = dict(options)
+        endpoint = opts.pop("endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            opts.setdefault("client_kwargs", {})["endpoint_url"] = endpoint
+        region = opts.pop("region", None) or opts.pop("region_name", None)
+        if region:
+            opts.setdefault("client_kwargs", {})["region_name"] = region
+        try:
+            fs = fsspec.filesystem("s3", skip_instance_cache=True, **opts)
+        except (ImportError, ValueError) as err:
+            raise StorageError(f"cannot use {url}: {err}") from None
+        return cls(fs, url.removeprefix("s3://").rstrip("/"), url)
+
+    @classmethod
+    def open(cls, location: str, options: dict[str, Any] | None = None) -> Storage:
+        """A storage for a location string (`s3://...` or a local path), checked writable."""
+        storage = (cls.s3(location, **(options or {})) if location.startswith("s3://")
+                   else cls.local_folder(location))
+        storage.check_writable()
+        return storage
+
+    def path(self, *parts: str) -> str:
+        """The full path of an object."""
+        return posixpath.join(self.root, *parts)
+
+    def check_writable(self) -> None:
+        """Write and remove a probe object; a clear error when that fails."""
+        probe = self.path(f".probe-{uuid.uuid4().hex}")
+        try:
+            self.fs.pipe_file(probe, b"ok")
+            self.fs.rm_file(probe)
+        except Exception as err:  # noqa: BLE001 - any backend failure means not writable
+            raise StorageError(f"checkpoint location {self.url} is not writable: {err}") from None
+
+    def write(self, rel: str, data: bytes) -> None:
+        """Write an object whole (atomically: readers never see part of it)."""
+        target = self.path(rel)
+        if self.local:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+            return
+        self.fs.pipe_file(target, data)
+
+    def read(self, rel: str) -> bytes:
+        """Read an object."""
+        data: bytes = self.fs.cat_file(self.path(rel))
+        return data
+
+    def read_size(self, rel: str) -> int:
+        """Size of an object in bytes."""
+        return int(self.fs.size(self.path(rel)))
+
+    def list(self, prefix: str) -> list[str]:
+        """Relative paths of objects under a prefix (recursive), sorted."""
+        base = self.path(prefix)
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            return []
+        root = self.root if not self.local else self.root
+        out = []
+        for p in found:
+            p = p if self.local else p
+            rel = posixpath.relpath(p, root) if self.local else p[len(self.root) + 1:]
+            out.append(rel)
+        return sorted(out)
+
+    def delete(self, rel: str) -> None:
+        """Remove an object if it exists."""
+        try:
+            self.fs.rm_file(self.path(rel))
+        except FileNotFoundError:
+            pass
+
+    def exists(self, rel: str) -> bool:
+        """Whether an object exists."""
+        return bool(self.fs.exists(self.path(rel)))
