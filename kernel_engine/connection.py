@@ -194,6 +194,19 @@ class Connection:
         except Exception:  # noqa: BLE001 - already gone
             pass
 
+    def crash_lab(self, workload: list[str] | None = None, at: str = "after_snapshot",
+                  guarantee: str | None = None, crash_after: int | None = None) -> Any:
+        """Run a workload (default: the article's example 2) with a crash and compare.
+
+        Runs in its own engines and temporary folder; this connection is untouched.
+        Returns a `CrashLabResult` with expected vs observed content, duplicated and
+        lost events per table and view.
+        """
+        from kernel_engine.meta.crashlab import ARTICLE_WORKLOAD, run_crash_lab
+
+        return run_crash_lab(workload or ARTICLE_WORKLOAD, at, guarantee or self.guarantee,
+                             crash_after)
+
     def recover(self) -> None:
         """Rebuild the engine from the newest complete checkpoint and replay the logs."""
         if self.storage is None:

@@ -78,6 +78,7 @@ class Coordinator:
         self.ddl = ddl or (lambda: [])
         self.crashed = False
         self._kill = False
+        self._inflight: list[Future[Any]] = []
         self.barrier_interval_ms = barrier_interval_ms
         self.checkpoint_frequency = 1
         self.sources: list[Operator] = []
@@ -137,6 +138,9 @@ class Coordinator:
 
     def _die(self) -> None:
         self.crashed = True
+        for fut in self._inflight:
+            if not fut.done():
+                fut.set_exception(EngineCrashed())
         if self.durability is not None:
             self.durability.writer.abandon()
         while True:
@@ -187,6 +191,7 @@ class Coordinator:
     def _handle(self, batch: list[_Chunk | _Command | None]) -> list[tuple[Future[Any], Any]]:
         waiting: list[tuple[Future[Any], Any]] = []
         pending: list[_Chunk] = []
+        self._inflight += [m.future for m in batch if isinstance(m, _Command)]
         for msg in batch:
             if isinstance(msg, _Chunk):
                 if pending and pending[-1].source is not msg.source:
@@ -197,6 +202,7 @@ class Coordinator:
             self._process(pending)
             pending = []
             if isinstance(msg, _Command):
+                self._inflight = [f for f in self._inflight if not f.done()] + [msg.future]
                 if msg.fresh:
                     self._barrier(waiting)
                     waiting = []
