@@ -87,6 +87,11 @@ class Duck:
         except duckdb.Error as err:
             raise translate_error(err) from err
 
+    def describe_arrow(self, table: pa.Table) -> list[tuple[str, str]]:
+        """DuckDB column types of an Arrow table."""
+        with self._registered({"_described": table}):
+            return self.describe("SELECT * FROM _described")
+
     def begin(self) -> None:
         """Open the epoch's transaction."""
         self.con.execute("BEGIN TRANSACTION")

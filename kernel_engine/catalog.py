@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from kernel_engine.sql.nodes import Materialize
 from kernel_engine.sql.plan import RelationInfo
@@ -29,6 +30,7 @@ class Relation:
     append_only: bool = False
     next_row_id: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    reader: Any = None
 
     @property
     def visible(self) -> list[tuple[str, str]]:

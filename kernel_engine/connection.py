@@ -48,6 +48,7 @@ from kernel_engine.types import display_name
 __all__ = ["Connection", "connect"]
 
 ROW_ID = "_row_id"
+SOURCE_KEY = "connector:"
 _UNKNOWN_COLUMN = re.compile(
     r'(?:Referenced column|^Column) "([^"]+)" (?:not found|referenced that)'
     r'|^Values list "([^"]+)" does not have a column named "([^"]+)"')
@@ -82,6 +83,7 @@ class Connection:
         self.session: dict[str, str] = {}
         self._closed = False
         self._restoring = False
+        self._python_readers: dict[str, Any] = {}
         self._start_engine(first_epoch=1)
         if storage is not None:
             remove_unreferenced(storage)
@@ -275,10 +277,12 @@ class Connection:
 
     def _replay(self, offsets: dict[str, Any]) -> None:
         assert self.durability is not None
-        self.durability.offsets = {k: int(v) for k, v in offsets.items()}
+        self.durability.offsets = dict(offsets)
         for rel in list(self.catalog.relations.values()):
-            if rel.kind != "table":
+            if rel.kind not in ("table", "source"):
                 continue
+            if rel.reader is not None and isinstance(offsets.get(SOURCE_KEY + rel.name), dict):
+                rel.reader.seek(offsets[SOURCE_KEY + rel.name])
             state = rel.op.state_tables()[0]
             top = 0
             if not rel.primary_key:
@@ -339,9 +343,8 @@ class Connection:
     # ---- DDL -----------------------------------------------------------------------------
 
     def _do_CreateTable(self, stmt: st.CreateTable) -> Result:  # noqa: N802
-        if stmt.options:
-            raise UnsupportedError("CREATE TABLE ... WITH (connector = ...) is not supported "
-                                   "yet; create a plain table and INSERT into it")
+        kind = "source" if stmt.source else "table"
+        reader = self._make_reader(stmt) if stmt.options.get("connector") else None
         names = [c for c, _ in stmt.columns]
         if len(set(names)) != len(names):
             raise BindError(f"column name duplicated in table {stmt.name}")
@@ -354,7 +357,7 @@ class Connection:
         def create() -> Result:
             if self.catalog.get(stmt.name) is not None:
                 if stmt.if_not_exists:
-                    return Result(status="CREATE_TABLE")
+                    return Result(status=f"CREATE_{kind.upper()}")
                 raise CatalogError(f'relation "{stmt.name}" already exists')
             hidden = [] if stmt.primary_key else [(ROW_ID, "BIGINT")]
             cols = list(stmt.columns) + hidden
@@ -365,12 +368,53 @@ class Connection:
             self.graph.add(op)
             self.coordinator.sources.append(op)
             columns = [(c, t, False) for c, t in stmt.columns] + [(c, t, True) for c, t in hidden]
-            self.catalog.add(Relation(stmt.name, "table", columns, key, stmt.sql, op,
-                                      operators=[op], primary_key=list(stmt.primary_key),
-                                      append_only=stmt.append_only))
-            return Result(status="CREATE_TABLE")
+            rel = Relation(stmt.name, kind, columns, key, stmt.sql, op, operators=[op],
+                           primary_key=list(stmt.primary_key),
+                           append_only=stmt.append_only or stmt.source, reader=reader)
+            self.catalog.add(rel)
+            if reader is not None:
+                self.coordinator.pollers[stmt.name] = self._poller(rel)
+            return Result(status=f"CREATE_{kind.upper()}")
 
         return self._ddl_call(create)
+
+    def _make_reader(self, stmt: st.CreateTable) -> Any:
+        from kernel_engine.connectors import make_reader
+
+        options = dict(stmt.options)
+        if options.get("connector") == "python":
+            reader = self._python_readers.get(stmt.name)
+            if reader is None:
+                warnings.warn(f"python source {stmt.name} is not registered in this process; "
+                              "call db.create_source again to feed it", stacklevel=2)
+            return reader
+        return make_reader(options, list(stmt.columns), stmt.format, stmt.encode)
+
+    def _poller(self, rel: Relation) -> Any:
+        """Read what a connector has now and push it into its table (engine thread)."""
+
+        def poll() -> None:
+            batch = rel.reader.next_batch(65536)
+            if batch is None or batch.num_rows == 0:
+                return
+            rows = self._conform(rel, batch)
+            chunk = with_weight(self._with_row_ids(rel, rows), 1)
+            self.coordinator.source_batch(rel.op, chunk, rel.reader.offset())
+
+        return poll
+
+    def create_source(self, name: str, data: Any, *, schema: Any = None,
+                      event_time: str | None = None, speed: float | None = None) -> None:
+        """A source fed from Python: a DataFrame/Arrow table (optionally paced by an
+        event-time column at `speed` event-seconds per second) or a generator factory
+        `gen(offset)` that can restart at a row offset. Replays after a crash."""
+        from kernel_engine.connectors.python import PythonSource
+
+        reader = PythonSource(data, schema=schema, event_time=event_time, speed=speed)
+        described = self.duck.reader().describe_arrow(reader.schema.empty_table())
+        cols = ", ".join(f"{quote(c)} {t}" for c, t in described)
+        self._python_readers[name] = reader
+        self.execute(f"CREATE SOURCE {quote(name)} ({cols}) WITH (connector = 'python')")
 
     def _create_view(self, name: str, table: str, visible: list[str]) -> None:
         cols = ", ".join(quote(c) for c in visible)
@@ -433,8 +477,8 @@ class Connection:
             self.graph.add(op)
 
     def _do_Drop(self, stmt: st.Drop) -> Result:  # noqa: N802
-        kind = "table" if stmt.kind == "TABLE" else "materialized view"
-        if stmt.kind not in ("TABLE", "MATERIALIZED VIEW"):
+        kind = {"TABLE": "table", "SOURCE": "source"}.get(stmt.kind, "materialized view")
+        if stmt.kind not in ("TABLE", "MATERIALIZED VIEW", "SOURCE"):
             raise UnsupportedError(f"DROP {stmt.kind} is not supported")
 
         def drop() -> Result:
@@ -464,6 +508,9 @@ class Connection:
             return
         self.graph.remove(rel.operators)
         self.coordinator.sources = [s for s in self.coordinator.sources if s is not rel.op]
+        self.coordinator.pollers.pop(name, None)
+        if rel.reader is not None:
+            rel.reader.close()
         self.duck.run(f"DROP VIEW IF EXISTS {quote(name)}")
         for op in rel.operators:
             op.drop()
@@ -724,6 +771,9 @@ class Connection:
             return Result(pa.table({"Name": pa.array(self.catalog.names("table"), pa.string())}))
         if what == "MATERIALIZED VIEWS":
             return Result(pa.table({"Name": pa.array(self.catalog.names("materialized view"),
+                                                     pa.string())}))
+        if what == "SOURCES":
+            return Result(pa.table({"Name": pa.array(self.catalog.names("source"),
                                                      pa.string())}))
         if what == "PARAMETERS":
             return Result(self._parameters())

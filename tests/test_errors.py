@@ -183,12 +183,12 @@ def test_aggregate_over_the_wrong_type_names_the_function(orders: Connection, sq
 @pytest.mark.parametrize(("sql", "says", "suggests"), [
     ("CREATE VIEW v AS SELECT 1", "CREATE VIEW", "CREATE MATERIALIZED VIEW"),
     ("DROP VIEW v", "DROP VIEW", "DROP MATERIALIZED VIEW"),
-    ("CREATE SOURCE s (a INT) WITH (connector = 'datagen') FORMAT PLAIN ENCODE JSON",
-     "CREATE SOURCE", "TABLE"),
+    ("CREATE SOURCE s (a INT) WITH (connector = 'kafka') FORMAT PLAIN ENCODE JSON",
+     "kafka", "datagen"),
     ("GRANT SELECT ON t TO bob", "GRANT", "CREATE TABLE / MATERIALIZED VIEW"),
     ("TRUNCATE t", "TRUNCATE", "DELETE"),
     ("SHOW SINKS", "SHOW SINKS", "SHOW TABLES"),
-    ("CREATE TABLE c (a INT) WITH (connector = 'kafka')", "connector", "INSERT"),
+    ("CREATE TABLE c (a INT) WITH (connector = 'kafka')", "connector", "datagen"),
     ("CREATE TABLE c (a POINT)", "POINT", "INT"),
 ])
 def test_unsupported_construct_says_what_and_suggests_the_supported_form(

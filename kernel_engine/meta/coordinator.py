@@ -79,6 +79,7 @@ class Coordinator:
         self.crashed = False
         self._kill = False
         self._inflight: list[Future[Any]] = []
+        self.pollers: dict[str, Callable[[], None]] = {}
         self.barrier_interval_ms = barrier_interval_ms
         self.checkpoint_frequency = 1
         self.sources: list[Operator] = []
@@ -181,6 +182,7 @@ class Coordinator:
                 pass
             try:
                 waiting = self._handle(batch)
+                self._poll()
             except Crashed:
                 self.crashed = True
                 raise
@@ -235,6 +237,24 @@ class Coordinator:
         seq = max(c.seq for c in chunks)
         if self.durability is not None and seq:
             self.durability.processed(source.identity, seq)
+
+    def _poll(self) -> None:
+        for name, poll in list(self.pollers.items()):
+            try:
+                poll()
+            except Crashed:
+                raise
+            except Exception as err:  # noqa: BLE001 - a failing connector stops, others go on
+                self.progress.errors.append(f"source {name}: {err}")
+                self.pollers.pop(name, None)
+
+    def source_batch(self, source: Operator, chunk: pa.Table, offset: dict[str, Any]) -> None:
+        """Push a connector's batch into its table and record the connector's offset."""
+        if self.durability is not None:
+            self.durability.crash_point("processing")
+        self.graph.deliver(source, 0, chunk)
+        if self.durability is not None:
+            self.durability.read_offset("connector:" + source.identity, offset)
 
     def _barrier(self, waiting: list[tuple[Future[Any], Any]],
                  force_checkpoint: bool = False) -> None:

@@ -63,7 +63,7 @@ class Durability:
         self.offset_commit_every = offset_commit_every
         self.logs: dict[str, SourceLog] = {}
         self.crash_at: str | None = None
-        self.offsets: dict[str, int] = {}
+        self.offsets: dict[str, Any] = {}
         self._durable_count = 0
         self._lock = threading.Lock()
         self.writer = CheckpointWriter(storage, retention, self.crash_point, self._on_durable)
@@ -88,6 +88,12 @@ class Durability:
     def processed(self, table: str, seq: int) -> None:
         """The engine has read a table's batches up to `seq`."""
         self.offsets[table] = max(self.offsets.get(table, 0), seq)
+        if self.guarantee == "at_most_once":
+            self._commit_offsets(dict(self.offsets))
+
+    def read_offset(self, name: str, offset: dict[str, Any]) -> None:
+        """A connector has been read up to `offset`."""
+        self.offsets[name] = offset
         if self.guarantee == "at_most_once":
             self._commit_offsets(dict(self.offsets))
 

@@ -63,13 +63,33 @@ def _strip_prefix(message: str) -> str:
     return re.sub(r"^syntax error( at line \d+, column \d+)?: ", "", message)
 
 
+_FORMAT = re.compile(r"\s+FORMAT\s+(\w+)\s+ENCODE\s+(\w+)\s*(?:\(([^)]*)\))?\s*$", re.I)
+_ENCODE_OPTION = re.compile(r"([\w.]+)\s*=\s*'((?:[^']|'')*)'")
+
+
+def _with_format(text: str) -> st.Statement | None:
+    """CREATE TABLE/SOURCE ... FORMAT PLAIN ENCODE CSV (...): the FORMAT clause split off."""
+    if not re.match(r"^CREATE\s+(?:TABLE|SOURCE)\b", text, re.I):
+        return None
+    m = _FORMAT.search(text)
+    if m is None:
+        return None
+    stmt = parse_statement(text[: m.start()])
+    if not isinstance(stmt, st.CreateTable):
+        return None
+    stmt.format, stmt.encode = m.group(1).upper(), m.group(2).upper()
+    for key, value in _ENCODE_OPTION.findall(m.group(3) or ""):
+        stmt.options[key.lower()] = value.replace("''", "'")
+    return stmt
+
+
 def parse_statement(text: str) -> st.Statement:
     """Parse one statement (no trailing semicolon)."""
     lead = _LEADING_COMMENTS.match(text)
     prefix = text[:lead.end()] if lead else ""
     text = text[len(prefix):].strip()
     try:
-        special = _special(text)
+        special = _special(text) or _with_format(text)
         if special is not None:
             return special
         return _from_ast(_parse_one(_whole_intervals(text)), text)
@@ -251,8 +271,12 @@ def _create(node: exp.Create, text: str) -> st.Statement:
     if kind == "VIEW":
         raise UnsupportedError("CREATE VIEW is not supported; use CREATE MATERIALIZED VIEW")
     if kind == "SOURCE":
-        raise UnsupportedError("CREATE SOURCE is not supported yet; create a TABLE and INSERT "
-                               "into it (or load Arrow/pandas data with db.insert)")
+        stmt = _create_table(node)
+        stmt.source = True
+        if "connector" not in stmt.options:
+            raise UnsupportedError("CREATE SOURCE needs WITH (connector = ...): datagen, fs or "
+                                   "s3; for data you insert yourself use CREATE TABLE")
+        return stmt
     raise UnsupportedError(f"CREATE {kind} is not supported yet; supported are CREATE TABLE and "
                            "CREATE MATERIALIZED VIEW")
 
@@ -293,6 +317,8 @@ def _drop(node: exp.Drop) -> st.Drop:
         kind = "MATERIALIZED VIEW"
     elif kind == "VIEW":
         raise UnsupportedError("DROP VIEW is not supported; use DROP MATERIALIZED VIEW")
+    if kind not in ("TABLE", "MATERIALIZED VIEW", "SOURCE"):
+        raise UnsupportedError(f"DROP {kind} is not supported")
     tables = node.args.get("tables") or [node.this]
     return st.Drop(kind, [_table_name(t) for t in tables], if_exists=bool(node.args.get("exists")),
                    cascade=bool(node.args.get("cascade")))

@@ -30,6 +30,9 @@ class CreateTable(Statement):
     on_conflict: str = "overwrite"
     if_not_exists: bool = False
     options: dict[str, str] = field(default_factory=dict)
+    source: bool = False
+    format: str | None = None
+    encode: str | None = None
 
 
 @dataclass
