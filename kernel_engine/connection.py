@@ -22,6 +22,7 @@ from kernel_engine.errors import BindError, CatalogError, Error, ExecutionError,
 from kernel_engine.meta.coordinator import Coordinator, EngineCrashed
 from kernel_engine.meta.durability import CRASH_POINTS, Durability, check_guarantee, fingerprint
 from kernel_engine.query.adhoc import translate_query, typed_string_literals
+from kernel_engine.query.timetravel import resolve_time_travel, rewrite_epoch_form
 from kernel_engine.result import Result
 from kernel_engine.sql import statements as st
 from kernel_engine.sql.explain import explain
@@ -109,7 +110,7 @@ class Connection:
 
     def execute(self, sql: str) -> Result:
         """Run one or more statements; return the result of the last."""
-        statements = parse(sql)
+        statements = parse(rewrite_epoch_form(sql))
         if not (statements and isinstance(statements[0][1], st.Recover)):
             self._check_open()
         result = Result()
@@ -815,17 +816,24 @@ class Connection:
         return Result(pa.table({"QUERY PLAN": pa.array(lines, pa.string())}))
 
     def _do_Query(self, stmt: st.Query) -> Result:  # noqa: N802
-        sql = translate_query(stmt.query, self.catalog)
-        self._check_literals(stmt.query, self.catalog.schema())
         reader = self.duck.reader()
+        query, snapshots, extra = resolve_time_travel(stmt.query, self.storage, self.catalog,
+                                                      reader, self._state_table_name)
+        sql = translate_query(query, self.catalog, extra)
+        self._check_literals(query, {**self.catalog.schema(), **extra})
         try:
-            table = reader.arrow(sql)
+            table = reader.arrow(sql, **snapshots)
         except BindError as err:
             raise _bind_error(err) from None
         json_columns: list[int] = []
         if any(pa.types.is_string(f.type) for f in table.schema):
             json_columns = [i for i, (_, t) in enumerate(reader.describe(sql)) if t == "JSON"]
         return Result(table, json_columns=json_columns)
+
+    def _state_table_name(self, name: str) -> str:
+        rel = self.catalog.get(name)
+        assert rel is not None
+        return rel.op.state_tables()[0].name
 
     def _check_literals(self, query: exp.Query, schema: dict[str, dict[str, str]]) -> None:
         """Reject `int_col = 'abc'` while binding, as PostgreSQL does.

@@ -21,9 +21,14 @@ from kernel_engine.sql.windows import expand_window_functions
 __all__ = ["translate_query", "typed_string_literals"]
 
 
-def translate_query(query: exp.Query, catalog: Catalog) -> str:
-    """DuckDB SQL for a PostgreSQL-semantics query; unknown relations are named."""
-    ctes = {c.alias.lower() for c in query.find_all(exp.CTE)}
+def translate_query(query: exp.Query, catalog: Catalog,
+                    extra: dict[str, dict[str, str]] | None = None) -> str:
+    """DuckDB SQL for a PostgreSQL-semantics query; unknown relations are named.
+
+    `extra` names further relations (such as time-travel snapshots) and their columns.
+    """
+    extra = extra or {}
+    ctes = {c.alias.lower() for c in query.find_all(exp.CTE)} | set(extra)
     for table in query.find_all(exp.Table):
         name = table.name.lower()
         if not name or name in ctes or isinstance(table.this, (exp.Anonymous, exp.Func)):
@@ -38,7 +43,7 @@ def translate_query(query: exp.Query, catalog: Catalog) -> str:
         return [(c, t) for c, t, hidden in info.columns if not hidden]
 
     expanded = expand_window_functions(query, columns)
-    return to_duck_query(expanded, catalog.schema())
+    return to_duck_query(expanded, {**catalog.schema(), **extra})
 
 
 _T = exp.DataType.Type

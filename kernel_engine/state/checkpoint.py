@@ -260,13 +260,13 @@ class CheckpointWriter:
         self.storage.write(manifest_path(job.epoch), body)
         self.crash_point("after_manifest")
         self.files = files
-        with self._cond:
-            self.durable_epoch = job.epoch
-            self._cond.notify_all()
         self.history.append({"epoch": job.epoch, "bytes": written + len(body),
                              "files": uploaded,
                              "duration_ms": (time.perf_counter() - job.started) * 1000})
         del self.history[:-1000]
+        with self._cond:  # reported before anyone waiting for this epoch wakes up
+            self.durable_epoch = job.epoch
+            self._cond.notify_all()
         self.on_durable(manifest)
         self._collect_garbage()
 

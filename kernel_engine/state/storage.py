@@ -17,6 +17,11 @@ from kernel_engine.errors import Error
 
 __all__ = ["Storage", "StorageError"]
 
+# botocore's defaults retry a refused connection for ~6 s and a silent endpoint for minutes;
+# these make a call to an unreachable S3 fail in a few seconds (a user may override them).
+S3_CONFIG = {"connect_timeout": 3, "read_timeout": 15,
+             "retries": {"max_attempts": 3, "mode": "standard"}}
+
 
 class StorageError(Error):
     """The checkpoint location cannot be read or written."""
@@ -52,6 +57,7 @@ class Storage:
         region = opts.pop("region", None) or opts.pop("region_name", None)
         if region:
             opts.setdefault("client_kwargs", {})["region_name"] = region
+        opts["config_kwargs"] = {**S3_CONFIG, **opts.get("config_kwargs", {})}
         try:
             fs = fsspec.filesystem("s3", skip_instance_cache=True, **opts)
         except (ImportError, ValueError) as err:
@@ -81,7 +87,13 @@ class Storage:
 
     def write(self, rel: str, data: bytes) -> None:
         """Write an object whole (atomically: readers never see part of it)."""
-        target = self.path(rel)
+        try:
+            self._write(self.path(rel), data)
+        except Exception as err:  # noqa: BLE001 - any backend failure, named for the user
+            raise StorageError(f"cannot write {rel} to checkpoint location {self.url}: "
+                               f"{err}") from err
+
+    def _write(self, target: str, data: bytes) -> None:
         if self.local:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             tmp = f"{target}.tmp-{uuid.uuid4().hex}"
