@@ -24,6 +24,8 @@ from kernel_engine.state.checkpoint import (
     CheckpointWriter,
     Crashed,
     Manifest,
+    list_manifests,
+    load_manifest,
 )
 from kernel_engine.state.log import SourceLog
 from kernel_engine.state.storage import Storage
@@ -137,6 +139,26 @@ class Durability:
         if (self.guarantee == "at_least_once"
                 and self._durable_count % self.offset_commit_every == 0):
             self._commit_offsets(dict(manifest.sources))
+        self._truncate_logs(manifest)
+
+    def _truncate_logs(self, newest: Manifest) -> None:
+        """Drop DML log entries that no retained checkpoint or offset commit still needs."""
+        keep = [m for m in (load_manifest(self.storage, e, verify=False)
+                            for e in list_manifests(self.storage)[-self.writer.retention:])
+                if m is not None] or [newest]
+        offsets = [m.sources for m in keep]
+        committed = self.committed_offsets()
+        if committed is not None:
+            offsets.append(committed)
+        elif self.guarantee == "at_least_once":
+            return
+        with self._lock:
+            logs = list(self.logs.items())
+        for table, log in logs:
+            needed = min(int(o.get(table, 0)) if not isinstance(o.get(table, 0), dict) else 0
+                         for o in offsets)
+            if needed > 0:
+                log.truncate(needed)
 
     @staticmethod
     def state_tables(operators: list[Operator]) -> dict[str, StateTable]:
