@@ -2,7 +2,7 @@
 
 At a checkpoint barrier the engine hands a `CheckpointJob` (the changed rows of
 every state table, every source offset) to the `CheckpointWriter` and goes on.
-The writer uploads one Parquet file per changed state table, then writes the
+The writer uploads one Arrow IPC file per changed state table, then writes the
 epoch's manifest last: the commit point. A manifest lists every live file of
 every state table (with its SHA-256), the source offsets, the plan fingerprint
 and the DDL that built the plan. Old manifests beyond the retention are
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.ipc as ipc
 
 from kernel_engine._duck import Duck
 from kernel_engine.errors import Error
@@ -86,9 +86,12 @@ class Manifest:
         return cls(**outer["body"])
 
 
-def _parquet(table: pa.Table) -> bytes:
+def _encode(table: pa.Table) -> bytes:
+    """An Arrow IPC file, LZ4-compressed (several times faster to write than Parquet)."""
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    options = ipc.IpcWriteOptions(compression="lz4")
+    with ipc.new_file(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
     return sink.getvalue()
 
 
@@ -117,7 +120,7 @@ def read_table_files(storage: Storage, files: list[dict[str, Any]]) -> list[pa.T
         data = storage.read(entry["path"])
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise ValueError(f"checksum mismatch in {entry['path']}")
-        out.append(pq.read_table(io.BytesIO(data)))
+        out.append(ipc.open_file(io.BytesIO(data)).read_all())
     return out
 
 
@@ -271,8 +274,8 @@ class CheckpointWriter:
         self._collect_garbage()
 
     def _upload(self, name: str, epoch: int, table: pa.Table) -> dict[str, Any]:
-        data = _parquet(table)
-        path = f"data/{name}/{epoch:020d}-{uuid.uuid4().hex[:8]}.parquet"
+        data = _encode(table)
+        path = f"data/{name}/{epoch:020d}-{uuid.uuid4().hex[:8]}.arrow"
         self.storage.write(path, data)
         return {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
                 "rows": table.num_rows, "epoch": epoch}

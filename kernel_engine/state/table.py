@@ -15,7 +15,18 @@ import pyarrow.compute as pc
 
 from kernel_engine._duck import Duck
 
-__all__ = ["StateTable", "consolidate", "key_match", "quote"]
+__all__ = ["UPSERT", "StateTable", "consolidate", "key_match", "mark_upsert", "quote"]
+
+UPSERT = b"rw.upsert"
+
+
+def mark_upsert(delta: pa.Table) -> pa.Table:
+    """Mark a delta whose keys are unique per sign: each key ends as its +1 row, or absent.
+
+    An aggregate's output (-old/+new per group) is such a delta; applying it needs
+    no consolidation.
+    """
+    return delta.replace_schema_metadata({UPSERT: b"1"})
 
 
 def quote(name: str) -> str:
@@ -68,6 +79,9 @@ class StateTable:
             return
         cols = ", ".join(quote(c) for c in self.column_names)
         target = quote(self.name)
+        if delta.schema.metadata and delta.schema.metadata.get(UPSERT):
+            self._upsert(delta)
+            return
         if pc.min(delta["_w"]).as_py() > 0:
             self.duck.run(f"INSERT INTO {target} SELECT {cols} FROM _d", _d=delta)
             self.rows_written += delta.num_rows
@@ -85,6 +99,16 @@ class StateTable:
         self.duck.run(f"INSERT INTO {target} SELECT {cols} FROM _d WHERE _w > 0", _d=net)
         self.rows_written += net.num_rows
         self._touched.append(net.select(self.key) if self.key else net.slice(0, 1).select([]))
+
+    def _upsert(self, delta: pa.Table) -> None:
+        target = quote(self.name)
+        cols = ", ".join(quote(c) for c in self.column_names)
+        key_cols = ", ".join(quote(k) for k in self.key) or "1 AS _one"
+        self.duck.run(f"DELETE FROM {target} USING (SELECT DISTINCT {key_cols} FROM _d) d "
+                      f"WHERE {key_match(target, 'd', self.key)}", _d=delta)
+        self.duck.run(f"INSERT INTO {target} SELECT {cols} FROM _d WHERE _w > 0", _d=delta)
+        self.rows_written += delta.num_rows
+        self._touched.append(delta.select(self.key) if self.key else delta.slice(0, 1).select([]))
 
     def take_changes(self) -> pa.Table | None:
         """What changed since the last call: the current row of every touched key, and a

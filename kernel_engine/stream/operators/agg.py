@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from kernel_engine._duck import Duck
 from kernel_engine.sql.nodes import AggCall
-from kernel_engine.state.table import StateTable, key_match, quote
+from kernel_engine.state.table import StateTable, key_match, mark_upsert, quote
 from kernel_engine.stream.message import WEIGHT
 from kernel_engine.stream.operator import Operator
 
@@ -163,7 +163,7 @@ class HashAgg(Operator):
                     else pc.is_valid(combined["n__cnt"]))
         new = self._emit_rows(combined.filter(new_mask), "n_", 1)
         self._write_state(combined)
-        return pa.concat_tables([old, new])
+        return mark_upsert(pa.concat_tables([old, new]))
 
     def _update_multisets(self, chunk: pa.Table, partial: pa.Table) -> dict[int, pa.Table]:
         values: dict[int, pa.Table] = {}
@@ -186,7 +186,7 @@ class HashAgg(Operator):
                     f"SEMI JOIN _d d ON {key_match('m', 'd', keys)}", _d=delta)
                 ins = merged.filter(pc.not_equal(merged["c"], 0))
                 ins = ins.append_column(WEIGHT, pa.repeat(pa.scalar(1, pa.int64()), ins.num_rows))
-                table.apply(pa.concat_tables([old, ins.cast(old.schema)]))
+                table.apply(mark_upsert(pa.concat_tables([old, ins.cast(old.schema)])))
             group_by = f" GROUP BY {', '.join(g)}" if g else ""
             sel = ", ".join([*g, f"{self._multiset_value(i, call)} AS o{i}"])
             match = (f" SEMI JOIN _p ON {key_match(quote(table.name), '_p', self.group)}"
@@ -228,4 +228,4 @@ class HashAgg(Operator):
         new = pa.table([combined["n_" + c] for c in names], names=names).filter(keep)
         old = old.append_column(WEIGHT, pa.repeat(pa.scalar(-1, pa.int64()), old.num_rows))
         new = new.append_column(WEIGHT, pa.repeat(pa.scalar(1, pa.int64()), new.num_rows))
-        self.state.apply(pa.concat_tables([old, new.cast(old.schema)]))
+        self.state.apply(mark_upsert(pa.concat_tables([old, new.cast(old.schema)])))
