@@ -7,8 +7,10 @@ run on a reader cursor and see the last committed epoch.
 
 from __future__ import annotations
 
+import atexit
 import re
 import warnings
+import weakref
 from typing import Any
 
 import numpy as np
@@ -48,6 +50,18 @@ from kernel_engine.types import display_name
 
 __all__ = ["Connection", "connect"]
 
+_OPEN: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Stop every engine thread before the interpreter (and DuckDB) shuts down."""
+    for db in list(_OPEN):
+        try:
+            db.close()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
 ROW_ID = "_row_id"
 SOURCE_KEY = "connector:"
 _UNKNOWN_COLUMN = re.compile(
@@ -85,6 +99,8 @@ class Connection:
         self._closed = False
         self._restoring = False
         self._python_readers: dict[str, Any] = {}
+        self._restored_offsets: dict[str, Any] = {}
+        _OPEN.add(self)
         self._start_engine(first_epoch=1)
         if storage is not None:
             remove_unreferenced(storage)
@@ -271,6 +287,8 @@ class Connection:
                     raise ChecksumError(str(err)) from None
                 tables[name].restore(fold(self.duck, parts, info["key"]) if parts
                                      else tables[name].snapshot().slice(0, 0))
+            self._restored_offsets = {k: v for k, v in manifest.sources.items()
+                                      if not isinstance(v, dict)}
             self._replay(self.durability.recovery_offsets(manifest))
             self.durability.writer.start_from(manifest)
         finally:
@@ -279,6 +297,8 @@ class Connection:
     def _replay(self, offsets: dict[str, Any]) -> None:
         assert self.durability is not None
         self.durability.offsets = dict(offsets)
+        self.durability.checkpointed = {k: int(v) for k, v in offsets.items()
+                                        if not isinstance(v, dict)}
         for rel in list(self.catalog.relations.values()):
             if rel.kind not in ("table", "source"):
                 continue
@@ -289,8 +309,10 @@ class Connection:
             if not rel.primary_key:
                 top = self.duck.arrow(f"SELECT COALESCE(MAX({ROW_ID}) + 1, 0) AS n "
                                       f"FROM {quote(state.name)}").column(0)[0].as_py()
-            for seq, chunk in self.durability.log(rel.name).read_after(
-                    int(offsets.get(rel.name, 0))):
+            log = self.durability.log(rel.name)
+            log.next_seq = max(log.next_seq, int(offsets.get(rel.name, 0)) + 1,
+                               int(self._restored_offsets.get(rel.name, 0)) + 1)
+            for seq, chunk in log.read_after(int(offsets.get(rel.name, 0))):
                 if not rel.primary_key and chunk.num_rows:
                     top = max(top, int(pa.compute.max(chunk[ROW_ID]).as_py()) + 1)
                 self.coordinator.submit(rel.op, chunk, seq)
@@ -375,6 +397,8 @@ class Connection:
             self.catalog.add(rel)
             if reader is not None:
                 self.coordinator.pollers[stmt.name] = self._poller(rel)
+            elif self.durability is not None and not stmt.primary_key:
+                self.durability.log_backed[op.state.name] = stmt.name
             return Result(status=f"CREATE_{kind.upper()}")
 
         return self._ddl_call(create)

@@ -23,6 +23,7 @@ from kernel_engine.state.checkpoint import (
     CheckpointJob,
     CheckpointWriter,
     Crashed,
+    LogRef,
     Manifest,
     list_manifests,
     load_manifest,
@@ -66,6 +67,8 @@ class Durability:
         self.logs: dict[str, SourceLog] = {}
         self.crash_at: str | None = None
         self.offsets: dict[str, Any] = {}
+        self.log_backed: dict[str, str] = {}
+        self.checkpointed: dict[str, int] = {}
         self._durable_count = 0
         self._lock = threading.Lock()
         self.writer = CheckpointWriter(storage, retention, self.crash_point, self._on_durable)
@@ -128,11 +131,29 @@ class Durability:
         for op in operators:
             for t in op.state_tables():
                 tables[t.name] = {"columns": t.columns, "key": t.key}
-                delta = t.take_changes()
+                ref = self._log_ref(t)
+                delta = ref if ref is not None else t.take_changes()
                 if delta is not None:
                     changes[t.name] = delta
+        for table in self.log_backed.values():
+            self.checkpointed[table] = int(self.offsets.get(table, 0))
         return CheckpointJob(epoch, changes, tables, dict(self.offsets), ddl,
                              fingerprint(operators))
+
+    def _log_ref(self, t: StateTable) -> LogRef | None:
+        """A table whose changes since the last checkpoint are exactly its logged inserts
+        references those log files instead of writing its rows again."""
+        table = self.log_backed.get(t.name)
+        if table is None or not t.only_inserts():
+            return None
+        lo = self.checkpointed.get(table, 0)
+        hi = int(self.offsets.get(table, 0))
+        if hi <= lo:
+            return None
+        log = self.log(table)
+        ref = LogRef([log.entry(seq) for seq in range(lo + 1, hi + 1)])
+        t.take_changes()
+        return ref
 
     def _on_durable(self, manifest: Manifest) -> None:
         self._durable_count += 1
@@ -154,9 +175,18 @@ class Durability:
             return
         with self._lock:
             logs = list(self.logs.items())
+        referenced: dict[str, int] = {}
+        for m in keep:
+            for info in m.tables.values():
+                for entry in info["files"]:
+                    for part in entry.get("parts", []) if entry.get("kind") == "log" else []:
+                        table = part["path"].split("/")[1]
+                        referenced[table] = min(referenced.get(table, part["seq"]), part["seq"])
         for table, log in logs:
             needed = min(int(o.get(table, 0)) if not isinstance(o.get(table, 0), dict) else 0
                          for o in offsets)
+            if table in referenced:
+                needed = min(needed, referenced[table] - 1)
             if needed > 0:
                 log.truncate(needed)
 

@@ -21,7 +21,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -29,10 +29,10 @@ import pyarrow.ipc as ipc
 
 from kernel_engine._duck import Duck
 from kernel_engine.errors import Error
-from kernel_engine.state.storage import Storage
+from kernel_engine.state.storage import Storage, StorageError
 
-__all__ = ["CheckpointJob", "CheckpointWriter", "ChecksumError", "Crashed", "Manifest", "fold",
-           "load_manifest", "read_table_files"]
+__all__ = ["CheckpointJob", "CheckpointWriter", "ChecksumError", "Crashed", "LogRef", "Manifest",
+           "fold", "load_manifest", "read_table_files"]
 
 COMPACT_AFTER = 8
 
@@ -46,11 +46,21 @@ class Crashed(Exception):  # noqa: N818 - a simulated process death, not an erro
 
 
 @dataclass
+class LogRef:
+    """A table's inserts since the last checkpoint, already durable in its DML log.
+
+    The manifest references the log files instead of writing the rows again.
+    """
+
+    parts: list[dict[str, Any]]
+
+
+@dataclass
 class CheckpointJob:
     """What one checkpoint barrier hands to the writer."""
 
     epoch: int
-    changes: dict[str, pa.Table]
+    changes: dict[str, pa.Table | LogRef]
     tables: dict[str, dict[str, Any]]
     sources: dict[str, Any]
     ddl: list[str]
@@ -113,15 +123,67 @@ def fold(duck: Duck, parts: list[pa.Table], key: list[str]) -> pa.Table:
         f"AND NOT _deleted", _a=both)
 
 
+def _verified(storage: Storage, entry: dict[str, Any]) -> bytes:
+    data: bytes = storage.read(entry["path"])
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise ValueError(f"checksum mismatch in {entry['path']}")
+    return data
+
+
+def merge_jobs(duck: Duck, older: CheckpointJob, newer: CheckpointJob) -> CheckpointJob | None:
+    """Two consecutive checkpoints as one (the newer row of a key wins), or None when they
+    cannot merge: a different plan, or a DML-log reference next to rows of the same table.
+    """
+    if (older.fingerprint, older.ddl) != (newer.fingerprint, newer.ddl):
+        return None
+    changes: dict[str, pa.Table | LogRef] = {}
+    for name, info in newer.tables.items():
+        parts = [c for c in (older.changes.get(name), newer.changes.get(name))
+                 if c is not None and (isinstance(c, LogRef) or c.num_rows)]
+        a, b = parts if len(parts) == 2 else (None, parts[-1] if parts else None)
+        if a is None or b is None:
+            if b is not None:
+                changes[name] = b
+        elif isinstance(a, LogRef) and isinstance(b, LogRef):
+            changes[name] = LogRef([*a.parts, *b.parts])
+        elif isinstance(a, LogRef) or isinstance(b, LogRef):
+            return None
+        else:
+            changes[name] = _newest_per_key(duck, a, b, info["key"]) if info["key"] else b
+    return replace(newer, changes=changes, started=older.started)
+
+
+def _newest_per_key(duck: Duck, older: pa.Table, newer: pa.Table, key: list[str]) -> pa.Table:
+    both = pa.concat_tables([older, newer.cast(older.schema)])
+    both = both.append_column("_job", pa.array([0] * older.num_rows + [1] * newer.num_rows,
+                                                pa.int8()))
+    keys = ", ".join('"' + k.replace('"', '""') + '"' for k in key)
+    return duck.arrow(
+        f"SELECT * EXCLUDE (_job, _rn) FROM (SELECT *, row_number() OVER "
+        f"(PARTITION BY {keys} ORDER BY _job DESC) AS _rn FROM _a) WHERE _rn = 1", _a=both)
+
+
 def read_table_files(storage: Storage, files: list[dict[str, Any]]) -> list[pa.Table]:
     """Read and verify a state table's files; ValueError on a checksum mismatch."""
+    from kernel_engine.state.log import decode
+
     out = []
     for entry in files:
-        data = storage.read(entry["path"])
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-            raise ValueError(f"checksum mismatch in {entry['path']}")
-        out.append(ipc.open_file(io.BytesIO(data)).read_all())
+        if entry.get("kind") == "log":
+            chunks = [decode(_verified(storage, part)) for part in entry["parts"]]
+            rows = pa.concat_tables(chunks).drop_columns(["_w"])
+            out.append(rows.append_column("_deleted", pa.repeat(pa.scalar(False),
+                                                                  rows.num_rows)))
+            continue
+        out.append(ipc.open_file(io.BytesIO(_verified(storage, entry))).read_all())
     return out
+
+
+def entry_paths(entry: dict[str, Any]) -> list[tuple[str, int]]:
+    """(path, size) of every object a manifest file entry refers to."""
+    if entry.get("kind") == "log":
+        return [(p["path"], p["bytes"]) for p in entry["parts"]]
+    return [(entry["path"], entry["bytes"])]
 
 
 def list_manifests(storage: Storage) -> list[int]:
@@ -151,9 +213,12 @@ def load_manifest(storage: Storage, epoch: int | None = None,
             if verify:
                 for info in manifest.tables.values():
                     for entry in info["files"]:
-                        if storage.read_size(entry["path"]) != entry["bytes"]:
-                            raise ValueError(f"{entry['path']} has the wrong size")
+                        for path, size in entry_paths(entry):
+                            if storage.read_size(path) != size:
+                                raise ValueError(f"{path} has the wrong size")
             return manifest
+        except StorageError:
+            raise  # the storage failed, not the checkpoint: falling back would lose it
         except Exception as err:  # noqa: BLE001 - any damage: fall back to the previous one
             warnings.warn(f"skipping checkpoint {e}: {err}", stacklevel=2)
     return None
@@ -213,15 +278,34 @@ class CheckpointWriter:
         self._thread.join(timeout=30)
 
     def abandon(self) -> None:
-        """Stop without finishing (a crash)."""
+        """Stop without finishing (a crash): once this returns, nothing more is written,
+        as after a process death (a later engine may already own the location)."""
         self._stop = True
         self._queue.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=30)
+
+    def _alive(self) -> None:
+        """Die before the next write if the engine was abandoned meanwhile."""
+        if self._stop:
+            raise Crashed("abandoned")
 
     def _run(self) -> None:
+        """Write checkpoints in order; those queued behind a slow one are merged into one.
+
+        While storage fails, the pending checkpoint retries with backoff and absorbs every
+        checkpoint queued meanwhile: the first one that lands covers everything.
+        """
+        backlog: list[CheckpointJob] = []
+        stopping = False
         while True:
-            job = self._queue.get()
-            if job is None or self._stop:
-                return
+            if not backlog:
+                first = None if stopping else self._queue.get()
+                if first is None or self._stop:
+                    return
+                backlog.append(first)
+            stopping = self._drain(backlog) or stopping
+            job = self._take(backlog)
             delay = 0.05
             while not self._stop:
                 try:
@@ -236,12 +320,46 @@ class CheckpointWriter:
                     self.lag_errors.append(f"epoch {job.epoch}: {err}")
                     time.sleep(delay)
                     delay = min(delay * 2, 2.0)
+                    stopping = self._drain(backlog) or stopping
+                    job = self._take(backlog, job)
+
+    def _drain(self, backlog: list[CheckpointJob]) -> bool:
+        """Move queued checkpoints to `backlog`; True when `stop()` was asked for."""
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if job is None:
+                return True
+            backlog.append(job)
+
+    def _take(self, backlog: list[CheckpointJob],
+              job: CheckpointJob | None = None) -> CheckpointJob:
+        """The front of the backlog, merged with the checkpoints after it while they merge."""
+        if job is None:
+            job = backlog.pop(0)
+        while backlog:
+            merged = merge_jobs(self._duck, job, backlog[0])
+            if merged is None:
+                break
+            job = merged
+            backlog.pop(0)
+        return job
 
     def _write(self, job: CheckpointJob) -> None:
         files = {t: list(v) for t, v in self.files.items() if t in job.tables}
         written = 0
         uploaded = 0
         for name, delta in job.changes.items():
+            if isinstance(delta, LogRef):
+                entry = {"kind": "log", "parts": delta.parts, "epoch": job.epoch,
+                         "bytes": sum(p["bytes"] for p in delta.parts),
+                         "rows": sum(p["rows"] for p in delta.parts)}
+                files.setdefault(name, []).append(entry)
+                if len(files[name]) > COMPACT_AFTER:
+                    files[name] = [self._compact(name, job, files[name])]
+                continue
             if delta is None or delta.num_rows == 0:
                 continue
             entry = self._upload(name, job.epoch, delta)
@@ -260,6 +378,7 @@ class CheckpointWriter:
         manifest = Manifest(job.epoch, job.fingerprint, job.ddl, tables, job.sources, {},
                             time.time())
         body = manifest.to_bytes()
+        self._alive()
         self.storage.write(manifest_path(job.epoch), body)
         self.crash_point("after_manifest")
         self.files = files
@@ -270,12 +389,19 @@ class CheckpointWriter:
         with self._cond:  # reported before anyone waiting for this epoch wakes up
             self.durable_epoch = job.epoch
             self._cond.notify_all()
-        self.on_durable(manifest)
-        self._collect_garbage()
+        try:  # the checkpoint is committed: a failure from here on must not write it again
+            self._alive()
+            self.on_durable(manifest)
+            self._collect_garbage()
+        except Crashed:
+            raise
+        except Exception as err:  # noqa: BLE001 - housekeeping, retried after the next one
+            self.lag_errors.append(f"epoch {job.epoch} (after commit): {err}")
 
     def _upload(self, name: str, epoch: int, table: pa.Table) -> dict[str, Any]:
         data = _encode(table)
         path = f"data/{name}/{epoch:020d}-{uuid.uuid4().hex[:8]}.arrow"
+        self._alive()
         self.storage.write(path, data)
         return {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
                 "rows": table.num_rows, "epoch": epoch}
@@ -291,19 +417,28 @@ class CheckpointWriter:
         epochs = list_manifests(self.storage)
         for e in epochs[:-self.retention]:
             self.storage.delete(manifest_path(e))
-        remove_unreferenced(self.storage)
+        remove_unreferenced(self.storage, leftovers=False)
 
 
-def remove_unreferenced(storage: Storage) -> None:
-    """Delete data files no manifest references (and temporary leftovers)."""
+def remove_unreferenced(storage: Storage, leftovers: bool = True) -> None:
+    """Delete data files no manifest references and, with `leftovers` (only at start, when
+    nothing is being written), the temporary files of writes a crash interrupted."""
     live: set[str] = set()
     for e in list_manifests(storage):
         try:
-            m = Manifest.from_bytes(storage.read(manifest_path(e)))
+            data = storage.read(manifest_path(e))
+        except FileNotFoundError:  # removed meanwhile; any other read failure stops the sweep
+            continue
+        try:
+            m = Manifest.from_bytes(data)
         except Exception:  # noqa: BLE001 - a corrupt manifest keeps nothing alive
             continue
         for info in m.tables.values():
-            live.update(entry["path"] for entry in info["files"])
+            live.update(path for entry in info["files"] for path, _ in entry_paths(entry))
     for rel in storage.list("data"):
         if rel not in live:
             storage.delete(rel)
+    for prefix in ("manifests", "log") if leftovers else ():
+        for rel in storage.list(prefix):
+            if ".tmp-" in rel.rsplit("/", 1)[-1]:
+                storage.delete(rel)

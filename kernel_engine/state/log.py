@@ -8,15 +8,17 @@ last sequence it includes, and recovery replays the batches after it.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from kernel_engine.state.storage import Storage
 
-__all__ = ["SourceLog"]
+__all__ = ["SourceLog", "decode"]
 
 
 def _encode(table: pa.Table) -> bytes:
@@ -24,6 +26,11 @@ def _encode(table: pa.Table) -> bytes:
     with ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue()
+
+
+def decode(data: bytes) -> pa.Table:
+    """A logged batch from its bytes."""
+    return _decode(data)
 
 
 def _decode(data: bytes) -> pa.Table:
@@ -38,6 +45,7 @@ class SourceLog:
         self.table = table
         self.lock = threading.Lock()
         self.next_seq = self._last_seq() + 1
+        self._digests: dict[int, tuple[str, int, int]] = {}
 
     def _prefix(self) -> str:
         return f"log/{self.table}/"
@@ -57,9 +65,24 @@ class SourceLog:
     def append(self, chunk: pa.Table) -> int:
         """Write a batch durably; return its sequence number (call under `lock`)."""
         seq = self.next_seq
-        self.storage.write(f"{self._prefix()}{seq:012d}.arrow", _encode(chunk))
+        data = _encode(chunk)
+        self.storage.write(self.path(seq), data)
+        self._digests[seq] = (hashlib.sha256(data).hexdigest(), len(data), chunk.num_rows)
         self.next_seq = seq + 1
         return seq
+
+    def path(self, seq: int) -> str:
+        """Where batch `seq` lives."""
+        return f"{self._prefix()}{seq:012d}.arrow"
+
+    def entry(self, seq: int) -> dict[str, Any]:
+        """A manifest entry for batch `seq` (path, checksum, size, rows)."""
+        if seq not in self._digests:
+            data = self.storage.read(self.path(seq))
+            self._digests[seq] = (hashlib.sha256(data).hexdigest(), len(data),
+                                  _decode(data).num_rows)
+        sha, size, rows = self._digests.pop(seq)
+        return {"path": self.path(seq), "sha256": sha, "bytes": size, "rows": rows, "seq": seq}
 
     def read_after(self, offset: int) -> list[tuple[int, pa.Table]]:
         """Every batch with a sequence number above `offset`, in order."""
@@ -69,8 +92,10 @@ class SourceLog:
     def truncate(self, upto: int) -> None:
         """Delete batches with sequence numbers up to `upto` (no longer needed)."""
         for seq in self._seqs():
-            if seq <= upto:
-                self.storage.delete(f"{self._prefix()}{seq:012d}.arrow")
+            # the newest entry stays: it numbers the log
+            if seq <= upto and seq < self.next_seq - 1:
+                self.storage.delete(self.path(seq))
+                self._digests.pop(seq, None)
 
     def drop(self) -> None:
         """Delete the whole log."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import fsspec
@@ -85,13 +87,22 @@ class Storage:
         except Exception as err:  # noqa: BLE001 - any backend failure means not writable
             raise StorageError(f"checkpoint location {self.url} is not writable: {err}") from None
 
+    @contextmanager
+    def _failing(self, action: str, rel: str) -> Iterator[None]:
+        """Turn a backend failure into a StorageError naming the location; a missing
+        object stays a FileNotFoundError (not a failure of the storage)."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any backend failure, named for the user
+            raise StorageError(f"cannot {action} {rel} in checkpoint location {self.url}: "
+                               f"{err}") from err
+
     def write(self, rel: str, data: bytes) -> None:
         """Write an object whole (atomically: readers never see part of it)."""
-        try:
+        with self._failing("write", rel):
             self._write(self.path(rel), data)
-        except Exception as err:  # noqa: BLE001 - any backend failure, named for the user
-            raise StorageError(f"cannot write {rel} to checkpoint location {self.url}: "
-                               f"{err}") from err
 
     def _write(self, target: str, data: bytes) -> None:
         if self.local:
@@ -107,18 +118,21 @@ class Storage:
 
     def read(self, rel: str) -> bytes:
         """Read an object."""
-        data: bytes = self.fs.cat_file(self.path(rel))
+        with self._failing("read", rel):
+            data: bytes = self.fs.cat_file(self.path(rel))
         return data
 
     def read_size(self, rel: str) -> int:
         """Size of an object in bytes."""
-        return int(self.fs.size(self.path(rel)))
+        with self._failing("read the size of", rel):
+            return int(self.fs.size(self.path(rel)))
 
     def list(self, prefix: str) -> list[str]:
         """Relative paths of objects under a prefix (recursive), sorted."""
         base = self.path(prefix)
         try:
-            found = self.fs.find(base)
+            with self._failing("list", prefix):
+                found = self.fs.find(base)
         except FileNotFoundError:
             return []
         root = self.root if not self.local else self.root
@@ -132,7 +146,8 @@ class Storage:
     def delete(self, rel: str) -> None:
         """Remove an object if it exists."""
         try:
-            self.fs.rm_file(self.path(rel))
+            with self._failing("delete", rel):
+                self.fs.rm_file(self.path(rel))
         except FileNotFoundError:
             pass
 

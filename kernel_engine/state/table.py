@@ -110,6 +110,10 @@ class StateTable:
         self.rows_written += delta.num_rows
         self._touched.append(delta.select(self.key) if self.key else delta.slice(0, 1).select([]))
 
+    def only_inserts(self) -> bool:
+        """True when rows were inserted since the last take_changes and nothing else."""
+        return bool(self._inserted) and not self._touched
+
     def take_changes(self) -> pa.Table | None:
         """What changed since the last call: the current row of every touched key, and a
         `_deleted` row (key only) for keys that are gone. None when nothing changed.
