@@ -46,6 +46,8 @@ class Progress:
     current_epoch: int = 1
     committed_epoch: int = 0
     checkpoint_epoch: int = 0
+    durable_epoch: int = 0
+    checkpoints: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
     barrier_latency_ms: deque[tuple[int, float]] = field(
         default_factory=lambda: deque(maxlen=1000))
     errors: list[str] = field(default_factory=list)
@@ -83,7 +85,11 @@ class Coordinator:
         self.barrier_interval_ms = barrier_interval_ms
         self.checkpoint_frequency = 1
         self.sources: list[Operator] = []
-        self.progress = Progress(current_epoch=first_epoch, committed_epoch=first_epoch - 1)
+        self.progress = Progress(current_epoch=first_epoch, committed_epoch=first_epoch - 1,
+                                 checkpoint_epoch=first_epoch - 1,
+                                 durable_epoch=first_epoch - 1)
+        if durability is not None:
+            durability.writer.on_history = self._checkpoint_done
         self._queue: queue.Queue[_Chunk | _Command | None] = queue.Queue()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="rwmagic-engine", daemon=True)
@@ -237,6 +243,11 @@ class Coordinator:
         seq = max(c.seq for c in chunks)
         if self.durability is not None and seq:
             self.durability.processed(source.identity, seq)
+
+    def _checkpoint_done(self, record: dict[str, Any]) -> None:
+        """The writer made a checkpoint durable (writer thread)."""
+        self.progress.durable_epoch = max(self.progress.durable_epoch, int(record["epoch"]))
+        self.progress.checkpoints.append(record)
 
     def _poll(self) -> None:
         for name, poll in list(self.pollers.items()):

@@ -236,6 +236,7 @@ class CheckpointWriter:
         self.on_durable = on_durable or (lambda m: None)
         self.durable_epoch = 0
         self.history: list[dict[str, Any]] = []
+        self.on_history: Callable[[dict[str, Any]], None] = lambda record: None
         self.lag_errors: list[str] = []
         self.files: dict[str, list[dict[str, Any]]] = {}
         self.crashed: BaseException | None = None
@@ -386,6 +387,7 @@ class CheckpointWriter:
                              "files": uploaded,
                              "duration_ms": (time.perf_counter() - job.started) * 1000})
         del self.history[:-1000]
+        self.on_history(self.history[-1])
         with self._cond:  # reported before anyone waiting for this epoch wakes up
             self.durable_epoch = job.epoch
             self._cond.notify_all()
