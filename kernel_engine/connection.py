@@ -92,7 +92,7 @@ class Connection:
                  ) -> None:
         self.storage = storage
         self.guarantee = check_guarantee(delivery_guarantee)
-        self.retention = checkpoint_retention
+        self.retention = max(checkpoint_retention, 2)  # the newest two are always kept
         self.barrier_interval_ms = barrier_interval_ms
         self.implicit_flush = False
         self.session: dict[str, str] = {}
@@ -239,7 +239,8 @@ class Connection:
 
     def _recover(self) -> None:
         assert self.storage is not None
-        for epoch in reversed(list_manifests(self.storage)):
+        epochs = list_manifests(self.storage)
+        for epoch in reversed(epochs):
             manifest = load_manifest(self.storage, epoch)
             if manifest is None:
                 continue
@@ -248,6 +249,10 @@ class Connection:
                 return
             except ChecksumError as err:
                 warnings.warn(f"skipping checkpoint {epoch}: {err}", stacklevel=2)
+        if epochs:  # starting empty would lose everything, and GC would drop the new epochs
+            raise ChecksumError(f"no intact checkpoint in {self.storage.url}: all "
+                                f"{len(epochs)} are damaged (epochs {epochs[0]}..{epochs[-1]}); "
+                                "refusing to start empty over them")
         self._start_engine(first_epoch=1)
 
     def _restore(self, manifest: Manifest) -> None:

@@ -118,7 +118,14 @@ class Coordinator:
             raise EngineCrashed()
         fut: Future[Any] = Future()
         self._queue.put(_Command(fn, fut, barrier, fresh))
-        return fut.result()
+        while True:
+            try:
+                return fut.result(timeout=0.5)
+            except TimeoutError:  # the engine may have died after the check, before the put
+                if fut.done():
+                    return fut.result()  # `fn` itself raised TimeoutError
+                if self.crashed and not self._thread.is_alive():
+                    raise EngineCrashed() from None
 
     def flush(self) -> int:
         """Return once everything queued before is visible; the committed epoch."""
