@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from kernel_engine._duck import Duck
@@ -112,6 +113,9 @@ def fold(duck: Duck, parts: list[pa.Table], key: list[str]) -> pa.Table:
     if not key:
         last = parts[-1]
         return last.drop_columns(["_deleted"])
+    if len(parts) == 1:  # a file holds one row per key: nothing to resolve
+        only = parts[0]
+        return only.filter(pc.invert(only["_deleted"])).drop_columns(["_deleted"])
     tagged = [p.append_column("_file", pa.repeat(pa.scalar(i, pa.int64()), p.num_rows))
               for i, p in enumerate(parts)]
     schema = tagged[0].schema
@@ -149,18 +153,20 @@ def merge_jobs(duck: Duck, older: CheckpointJob, newer: CheckpointJob) -> Checkp
         elif isinstance(a, LogRef) or isinstance(b, LogRef):
             return None
         else:
-            changes[name] = _newest_per_key(duck, a, b, info["key"]) if info["key"] else b
+            changes[name] = newest_per_key(duck, [a, b], info["key"]) if info["key"] else b
     return replace(newer, changes=changes, started=older.started)
 
 
-def _newest_per_key(duck: Duck, older: pa.Table, newer: pa.Table, key: list[str]) -> pa.Table:
-    both = pa.concat_tables([older, newer.cast(older.schema)])
-    both = both.append_column("_job", pa.array([0] * older.num_rows + [1] * newer.num_rows,
-                                                pa.int8()))
+def newest_per_key(duck: Duck, parts: list[pa.Table], key: list[str]) -> pa.Table:
+    """Consecutive change sets of a keyed table as one: per key the row of the last part
+    that has it, `_deleted` markers kept."""
+    tagged = [p.cast(parts[0].schema).append_column(
+        "_part", pa.repeat(pa.scalar(i, pa.int32()), p.num_rows)) for i, p in enumerate(parts)]
     keys = ", ".join('"' + k.replace('"', '""') + '"' for k in key)
     return duck.arrow(
-        f"SELECT * EXCLUDE (_job, _rn) FROM (SELECT *, row_number() OVER "
-        f"(PARTITION BY {keys} ORDER BY _job DESC) AS _rn FROM _a) WHERE _rn = 1", _a=both)
+        f"SELECT * EXCLUDE (_part, _rn) FROM (SELECT *, row_number() OVER "
+        f"(PARTITION BY {keys} ORDER BY _part DESC) AS _rn FROM _a) WHERE _rn = 1",
+        _a=pa.concat_tables(tagged))
 
 
 def read_table_files(storage: Storage, files: list[dict[str, Any]]) -> list[pa.Table]:
@@ -359,7 +365,8 @@ class CheckpointWriter:
                          "rows": sum(p["rows"] for p in delta.parts)}
                 files.setdefault(name, []).append(entry)
                 if len(files[name]) > COMPACT_AFTER:
-                    files[name] = [self._compact(name, job, files[name])]
+                    files[name] = self._compact(name, job, files[name])
+                    written += files[name][-1]["bytes"]  # a compaction is written too
                 continue
             if delta is None or delta.num_rows == 0:
                 continue
@@ -373,7 +380,8 @@ class CheckpointWriter:
             else:
                 files.setdefault(name, []).append(entry)
                 if len(files[name]) > COMPACT_AFTER:
-                    files[name] = [self._compact(name, job, files[name])]
+                    files[name] = self._compact(name, job, files[name])
+                    written += files[name][-1]["bytes"]  # a compaction is written too
         self.crash_point("before_manifest")
         tables = {t: {**info, "files": files.get(t, [])} for t, info in job.tables.items()}
         manifest = Manifest(job.epoch, job.fingerprint, job.ddl, tables, job.sources, {},
@@ -409,11 +417,18 @@ class CheckpointWriter:
                 "rows": table.num_rows, "epoch": epoch}
 
     def _compact(self, name: str, job: CheckpointJob,
-                 entries: list[dict[str, Any]]) -> dict[str, Any]:
-        parts = read_table_files(self.storage, entries)
-        rows = fold(self._duck, parts, job.tables[name]["key"])
+                 entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Merge a table's files once they pile up: while the deltas are small next to the
+        base, only the deltas (so a small epoch never rewrites the whole table); once they
+        are not, everything into a new base."""
+        key = job.tables[name]["key"]
+        base, deltas = entries[0], entries[1:]
+        if sum(e["bytes"] for e in deltas) < base["bytes"]:
+            merged = newest_per_key(self._duck, read_table_files(self.storage, deltas), key)
+            return [base, self._upload(name, job.epoch, merged)]
+        rows = fold(self._duck, read_table_files(self.storage, entries), key)
         rows = rows.append_column("_deleted", pa.repeat(pa.scalar(False), rows.num_rows))
-        return self._upload(name, job.epoch, rows)
+        return [self._upload(name, job.epoch, rows)]
 
     def _collect_garbage(self) -> None:
         epochs = list_manifests(self.storage)

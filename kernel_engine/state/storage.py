@@ -22,7 +22,11 @@ __all__ = ["Storage", "StorageError"]
 # botocore's defaults retry a refused connection for ~6 s and a silent endpoint for minutes;
 # these make a call to an unreachable S3 fail in a few seconds (a user may override them).
 S3_CONFIG = {"connect_timeout": 3, "read_timeout": 15,
-             "retries": {"max_attempts": 3, "mode": "standard"}}
+             "retries": {"max_attempts": 2, "mode": "standard"}}
+# A PUT to an endpoint that accepts connections but never answers waits for its
+# "100 Continue" forever, whatever read_timeout says: every S3 call gets a deadline (option
+# `timeout`, seconds), writes one more second per MiB.
+S3_CALL_TIMEOUT_S = 30.0
 
 
 class StorageError(Error):
@@ -32,11 +36,16 @@ class StorageError(Error):
 class Storage:
     """A checkpoint location: `Storage.local(path)` or `Storage.s3(url, **options)`."""
 
-    def __init__(self, fs: Any, root: str, url: str) -> None:
+    def __init__(self, fs: Any, root: str, url: str, timeout: float | None = None) -> None:
         self.fs = fs
         self.root = root.rstrip("/")
         self.url = url
         self.local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+        self.timeout = timeout
+
+    def _deadline(self, size: int = 0) -> dict[str, float]:
+        """The `timeout` keyword of an fsspec call (async filesystems only)."""
+        return {} if self.timeout is None else {"timeout": self.timeout + size / 2**20}
 
     @classmethod
     def local_folder(cls, path: str) -> Storage:
@@ -60,11 +69,12 @@ class Storage:
         if region:
             opts.setdefault("client_kwargs", {})["region_name"] = region
         opts["config_kwargs"] = {**S3_CONFIG, **opts.get("config_kwargs", {})}
+        timeout = float(opts.pop("timeout", S3_CALL_TIMEOUT_S))
         try:
             fs = fsspec.filesystem("s3", skip_instance_cache=True, **opts)
         except (ImportError, ValueError) as err:
             raise StorageError(f"cannot use {url}: {err}") from None
-        return cls(fs, url.removeprefix("s3://").rstrip("/"), url)
+        return cls(fs, url.removeprefix("s3://").rstrip("/"), url, timeout)
 
     @classmethod
     def open(cls, location: str, options: dict[str, Any] | None = None) -> Storage:
@@ -82,10 +92,12 @@ class Storage:
         """Write and remove a probe object; a clear error when that fails."""
         probe = self.path(f".probe-{uuid.uuid4().hex}")
         try:
-            self.fs.pipe_file(probe, b"ok")
-            self.fs.rm_file(probe)
+            self.fs.pipe_file(probe, b"ok", **self._deadline())
+            self.fs.rm_file(probe, **self._deadline())
         except Exception as err:  # noqa: BLE001 - any backend failure means not writable
-            raise StorageError(f"checkpoint location {self.url} is not writable: {err}") from None
+            detail = str(err) or type(err).__name__
+            raise StorageError(f"checkpoint location {self.url} is not writable: "
+                               f"{detail}") from None
 
     @contextmanager
     def _failing(self, action: str, rel: str) -> Iterator[None]:
@@ -96,8 +108,9 @@ class Storage:
         except FileNotFoundError:
             raise
         except Exception as err:  # noqa: BLE001 - any backend failure, named for the user
+            detail = str(err) or type(err).__name__  # a timeout has no message
             raise StorageError(f"cannot {action} {rel} in checkpoint location {self.url}: "
-                               f"{err}") from err
+                               f"{detail}") from err
 
     def write(self, rel: str, data: bytes) -> None:
         """Write an object whole (atomically: readers never see part of it)."""
@@ -113,26 +126,27 @@ class Storage:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)
+            _fsync_dir(os.path.dirname(target))  # the rename itself must survive power loss
             return
-        self.fs.pipe_file(target, data)
+        self.fs.pipe_file(target, data, **self._deadline(len(data)))
 
     def read(self, rel: str) -> bytes:
         """Read an object."""
         with self._failing("read", rel):
-            data: bytes = self.fs.cat_file(self.path(rel))
+            data: bytes = self.fs.cat_file(self.path(rel), **self._deadline())
         return data
 
     def read_size(self, rel: str) -> int:
         """Size of an object in bytes."""
         with self._failing("read the size of", rel):
-            return int(self.fs.size(self.path(rel)))
+            return int(self.fs.size(self.path(rel), **self._deadline()))
 
     def list(self, prefix: str) -> list[str]:
         """Relative paths of objects under a prefix (recursive), sorted."""
         base = self.path(prefix)
         try:
             with self._failing("list", prefix):
-                found = self.fs.find(base)
+                found = self.fs.find(base, **self._deadline())
         except FileNotFoundError:
             return []
         root = self.root if not self.local else self.root
@@ -147,10 +161,19 @@ class Storage:
         """Remove an object if it exists."""
         try:
             with self._failing("delete", rel):
-                self.fs.rm_file(self.path(rel))
+                self.fs.rm_file(self.path(rel), **self._deadline())
         except FileNotFoundError:
             pass
 
     def exists(self, rel: str) -> bool:
         """Whether an object exists."""
-        return bool(self.fs.exists(self.path(rel)))
+        return bool(self.fs.exists(self.path(rel), **self._deadline()))
+
+
+def _fsync_dir(path: str) -> None:
+    """Make a folder's entries (a file just renamed into it) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
