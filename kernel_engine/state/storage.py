@@ -60,7 +60,8 @@ class Storage:
 
     @classmethod
     def s3(cls, url: str, **options: Any) -> Storage:
-        """A bucket/prefix on S3; options go to s3fs (key, secret, endpoint_url, ...)."""
+        """A bucket/prefix on S3; options go to s3fs (key, secret, endpoint_url, ...), except
+        `timeout`: seconds one storage call may take (default 30, writes +1 s per MiB)."""
         opts = dict(options)
         endpoint = opts.pop("endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:
