@@ -22,10 +22,11 @@ from kernel_engine.errors import (
     UnsupportedError,
 )
 from kernel_engine.result import Result
+from kernel_engine.state.storage import StorageError
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 __all__ = [
     "BindError", "CatalogError", "Connection", "Error", "ExecutionError", "ParseError",
-    "Result", "UnsupportedError", "connect",
+    "Result", "StorageError", "UnsupportedError", "connect",
 ]

@@ -403,7 +403,7 @@ def test_every_crash_point_recovers_exactly(tmp_path: Path, at: str) -> None:
 @pytest.mark.parametrize("at", ["after_snapshot", "after_manifest"])
 def test_ddl_cut_by_a_crash_is_there_entirely_or_not_at_all(tmp_path: Path, at: str) -> None:
     with kernel_engine.connect(str(tmp_path), barrier_interval_ms=SLOW) as db:
-        run(db, [*SCHEMA[:2], *BATCH1, "FLUSH", *BATCH2])
+        run(db, [*SCHEMA[:2], *BATCH1, "FLUSH", *BATCH2, "FLUSH"])  # no checkpoint in flight
         db.crash(at=at)
         with pytest.raises(EngineCrashed):
             db.execute(SCHEMA[2])

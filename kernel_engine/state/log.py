@@ -23,7 +23,8 @@ __all__ = ["SourceLog", "decode"]
 
 def _encode(table: pa.Table) -> bytes:
     sink = io.BytesIO()
-    with ipc.new_stream(sink, table.schema) as writer:
+    options = ipc.IpcWriteOptions(compression="lz4")
+    with ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     return sink.getvalue()
 
