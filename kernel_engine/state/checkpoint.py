@@ -13,7 +13,6 @@ merged when they pile up.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import queue
 import threading
@@ -26,10 +25,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.ipc as ipc
 
 from kernel_engine._duck import Duck
 from kernel_engine.errors import Error
+from kernel_engine.state import _ipc
 from kernel_engine.state.storage import Storage, StorageError
 
 __all__ = ["CheckpointJob", "CheckpointWriter", "ChecksumError", "Crashed", "LogRef", "Manifest",
@@ -97,15 +96,6 @@ class Manifest:
         return cls(**outer["body"])
 
 
-def _encode(table: pa.Table) -> bytes:
-    """An Arrow IPC file, LZ4-compressed (several times faster to write than Parquet)."""
-    sink = io.BytesIO()
-    options = ipc.IpcWriteOptions(compression="lz4")
-    with ipc.new_file(sink, table.schema, options=options) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
-
-
 def fold(duck: Duck, parts: list[pa.Table], key: list[str]) -> pa.Table:
     """The current rows from base + delta files (later files win; `_deleted` drops)."""
     if not parts:
@@ -171,17 +161,15 @@ def newest_per_key(duck: Duck, parts: list[pa.Table], key: list[str]) -> pa.Tabl
 
 def read_table_files(storage: Storage, files: list[dict[str, Any]]) -> list[pa.Table]:
     """Read and verify a state table's files; ValueError on a checksum mismatch."""
-    from kernel_engine.state.log import decode
-
     out = []
     for entry in files:
         if entry.get("kind") == "log":
-            chunks = [decode(_verified(storage, part)) for part in entry["parts"]]
+            chunks = [_ipc.decode(_verified(storage, part)) for part in entry["parts"]]
             rows = pa.concat_tables(chunks).drop_columns(["_w"])
             out.append(rows.append_column("_deleted", pa.repeat(pa.scalar(False),
                                                                   rows.num_rows)))
             continue
-        out.append(ipc.open_file(io.BytesIO(_verified(storage, entry))).read_all())
+        out.append(_ipc.decode(_verified(storage, entry)))
     return out
 
 
@@ -409,7 +397,7 @@ class CheckpointWriter:
             self.lag_errors.append(f"epoch {job.epoch} (after commit): {err}")
 
     def _upload(self, name: str, epoch: int, table: pa.Table) -> dict[str, Any]:
-        data = _encode(table)
+        data = _ipc.encode(table)
         path = f"data/{name}/{epoch:020d}-{uuid.uuid4().hex[:8]}.arrow"
         self._alive()
         self.storage.write(path, data)

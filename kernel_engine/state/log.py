@@ -9,33 +9,20 @@ last sequence it includes, and recovery replays the batches after it.
 from __future__ import annotations
 
 import hashlib
-import io
 import threading
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.ipc as ipc
 
+from kernel_engine.state import _ipc
 from kernel_engine.state.storage import Storage
 
 __all__ = ["SourceLog", "decode"]
 
 
-def _encode(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    options = ipc.IpcWriteOptions(compression="lz4")
-    with ipc.new_stream(sink, table.schema, options=options) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
-
-
 def decode(data: bytes) -> pa.Table:
     """A logged batch from its bytes."""
-    return _decode(data)
-
-
-def _decode(data: bytes) -> pa.Table:
-    return ipc.open_stream(io.BytesIO(data)).read_all()
+    return _ipc.decode(data)
 
 
 class SourceLog:
@@ -66,7 +53,7 @@ class SourceLog:
     def append(self, chunk: pa.Table) -> int:
         """Write a batch durably; return its sequence number (call under `lock`)."""
         seq = self.next_seq
-        data = _encode(chunk)
+        data = _ipc.encode(chunk)
         self.storage.write(self.path(seq), data)
         self._digests[seq] = (hashlib.sha256(data).hexdigest(), len(data), chunk.num_rows)
         self.next_seq = seq + 1
@@ -81,13 +68,13 @@ class SourceLog:
         if seq not in self._digests:
             data = self.storage.read(self.path(seq))
             self._digests[seq] = (hashlib.sha256(data).hexdigest(), len(data),
-                                  _decode(data).num_rows)
+                                  decode(data).num_rows)
         sha, size, rows = self._digests.pop(seq)
         return {"path": self.path(seq), "sha256": sha, "bytes": size, "rows": rows, "seq": seq}
 
     def read_after(self, offset: int) -> list[tuple[int, pa.Table]]:
         """Every batch with a sequence number above `offset`, in order."""
-        return [(seq, _decode(self.storage.read(f"{self._prefix()}{seq:012d}.arrow")))
+        return [(seq, decode(self.storage.read(f"{self._prefix()}{seq:012d}.arrow")))
                 for seq in self._seqs() if seq > offset]
 
     def truncate(self, upto: int) -> None:
