@@ -14,34 +14,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from kernel_engine.article import statements
+
 __all__ = ["ARTICLE_WORKLOAD", "CrashLabResult", "Outcome", "run_crash_lab"]
 
 ARTICLE_WORKLOAD: list[str] = [
-    """CREATE TABLE cons_events (
-    event_id    BIGINT,
-    user_id     INT,
-    event_type  VARCHAR,
-    amount      DOUBLE PRECISION,
-    event_ts    TIMESTAMP
-)""",
-    """CREATE MATERIALIZED VIEW cons_user_spend AS
-SELECT
-    user_id,
-    COUNT(*) FILTER (WHERE amount > 0) AS purchase_count,
-    COUNT(*) FILTER (WHERE amount < 0) AS refund_count,
-    SUM(amount)                         AS net_spend
-FROM cons_events
-GROUP BY user_id""",
-    """INSERT INTO cons_events VALUES
-    (1001, 42, 'purchase', 149.99, '2026-04-01 09:00:01'),
-    (1002, 43, 'purchase', 29.50,  '2026-04-01 09:00:02'),
-    (1003, 42, 'refund',   -29.99, '2026-04-01 09:00:03'),
-    (1004, 44, 'purchase', 89.00,  '2026-04-01 09:00:04'),
-    (1005, 43, 'purchase', 199.99, '2026-04-01 09:00:05')""",
+    statements(1)[0],  # CREATE TABLE cons_events
+    statements(2)[0],  # CREATE MATERIALIZED VIEW cons_user_spend
+    statements(1)[1],  # the first five events
     "FLUSH",
-    """INSERT INTO cons_events VALUES
-    (1006, 44, 'purchase', 55.00,  '2026-04-01 09:01:00'),
-    (1007, 42, 'purchase', 300.00, '2026-04-01 09:01:01')""",
+    statements(2)[2],  # events 1006 and 1007
     "FLUSH",
     """INSERT INTO cons_events VALUES
     (1008, 45, 'purchase', 12.00,  '2026-04-01 09:02:00'),
