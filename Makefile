@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CHECK_INSTALLED := import importlib.util as u, sys; m = [p for p in ('kernel_engine', 'rwmagic') \
 	if u.find_spec(p) is None]; sys.exit(f'not installed: {m}' if m else 0)
 
-.PHONY: venv test demo bench clean
+.PHONY: venv services browser test demo lab bench clean
 
 venv: $(VENV)/.installed
 
@@ -20,12 +20,40 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -I -c "$(CHECK_INSTALLED)"
 	touch $@
 
-test: venv
+# PostgreSQL for the sink tests (they start a throwaway cluster of their own from its binaries).
+services:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y --no-install-recommends postgresql \
+		|| (apt-get update && apt-get install -y --no-install-recommends postgresql); \
+	else \
+		echo "PostgreSQL is missing: sudo apt-get install -y postgresql" >&2; \
+	fi
+
+# Chromium for the real-browser test (tests/test_browser.py): Debian's package, never a
+# browser download. Under CI=true the test fails when it is missing.
+browser:
+	@if [ -x /usr/bin/chromium ]; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y chromium || (apt-get update && apt-get install -y chromium); \
+	else \
+		echo "Chromium is missing: sudo apt-get install -y chromium" >&2; \
+	fi
+
+test: venv services browser
 	$(BIN)/ruff check kernel_engine rwmagic tests bench
 	$(BIN)/python -m pytest
 
 demo: venv
 	$(BIN)/python -m kernel_engine.demo
+
+# JupyterLab on the tutorials, with a kernel of this environment (Ctrl-C stops it).
+lab: venv
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: venv
 	$(BIN)/python bench/bench_core.py

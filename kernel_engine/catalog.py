@@ -18,7 +18,7 @@ class Relation:
     """A table or materialized view."""
 
     name: str
-    kind: str  # "table" | "materialized view"
+    kind: str  # "table" | "source" | "materialized view" | "sink"
     columns: list[tuple[str, str, bool]]
     key: list[str]
     sql: str
@@ -53,14 +53,15 @@ class Catalog:
     def relation(self, name: str) -> RelationInfo | None:
         """The planner's view of a relation."""
         rel = self.get(name)
-        if rel is None:
+        if rel is None or rel.kind == "sink":  # a sink cannot be read from
             return None
         return RelationInfo(rel.name, list(rel.columns), list(rel.key))
 
     def schema(self) -> dict[str, dict[str, str]]:
         """Visible columns of every relation (for translating ad-hoc queries)."""
         with self.lock:
-            return {name: dict(rel.visible) for name, rel in self.relations.items()}
+            return {name: dict(rel.visible) for name, rel in self.relations.items()
+                    if rel.kind != "sink"}
 
     def dependents(self, name: str) -> list[str]:
         """Relations that read `name` directly."""

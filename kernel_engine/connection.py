@@ -22,7 +22,13 @@ from kernel_engine._values import literal_columns
 from kernel_engine.catalog import Catalog, Relation
 from kernel_engine.errors import BindError, CatalogError, Error, ExecutionError, UnsupportedError
 from kernel_engine.meta.coordinator import Coordinator, EngineCrashed
-from kernel_engine.meta.durability import CRASH_POINTS, Durability, check_guarantee, fingerprint
+from kernel_engine.meta.durability import (
+    CRASH_POINTS,
+    SINK_CRASH_POINTS,
+    Durability,
+    check_guarantee,
+    fingerprint,
+)
 from kernel_engine.query.adhoc import translate_query, typed_string_literals
 from kernel_engine.query.timetravel import resolve_time_travel, rewrite_epoch_form
 from kernel_engine.result import Result
@@ -64,6 +70,7 @@ def _close_all() -> None:
 
 ROW_ID = "_row_id"
 SOURCE_KEY = "connector:"
+POLL_ROWS = 1_048_576  # rows a connector hands the engine per poll (the engine coalesces)
 _UNKNOWN_COLUMN = re.compile(
     r'(?:Referenced column|^Column) "([^"]+)" (?:not found|referenced that)'
     r'|^Values list "([^"]+)" does not have a column named "([^"]+)"')
@@ -100,6 +107,7 @@ class Connection:
         self._restoring = False
         self._python_readers: dict[str, Any] = {}
         self._restored_offsets: dict[str, Any] = {}
+        self._pending_sinks: list[Any] = []  # sink runners to start once a restore is done
         _OPEN.add(self)
         self._start_engine(first_epoch=1)
         if storage is not None:
@@ -165,6 +173,10 @@ class Connection:
     def _flush(self) -> None:
         epoch = self.coordinator.flush()
         self._wait_durable(epoch)
+        if self.coordinator.sinks and not self._restoring:
+            from kernel_engine.sinks.ddl import wait_sinks
+
+            wait_sinks(self, epoch)
 
     def _wait_durable(self, epoch: int | None = None) -> None:
         if self.durability is None or self._restoring:
@@ -190,8 +202,9 @@ class Connection:
             self.coordinator.kill()
             self._discard()
             return
-        if at not in CRASH_POINTS:
-            raise BindError(f"unknown crash point {at!r}; known: {', '.join(CRASH_POINTS)}")
+        if at not in CRASH_POINTS + SINK_CRASH_POINTS:
+            raise BindError(f"unknown crash point {at!r}; known: "
+                            f"{', '.join(CRASH_POINTS + SINK_CRASH_POINTS)}")
         if self.durability is None:
             raise UnsupportedError("crash points need checkpoint storage: "
                                    "kernel_engine.connect('folder/')")
@@ -206,6 +219,9 @@ class Connection:
 
     def _discard(self) -> None:
         self.coordinator.crashed = True
+        for runner in list(self.coordinator.sinks.values()):  # nothing more reaches targets
+            runner.abandon()
+        self._pending_sinks = []
         if self.durability is not None:
             self.durability.writer.abandon()
         try:
@@ -266,6 +282,10 @@ class Connection:
             self.coordinator.kill()
             self._discard()
             raise
+        if self._pending_sinks:
+            from kernel_engine.sinks.ddl import start_restored
+
+            start_restored(self)
         self._flush()
 
     def _restore_on_engine(self, manifest: Manifest) -> None:
@@ -307,13 +327,17 @@ class Connection:
         for rel in list(self.catalog.relations.values()):
             if rel.kind not in ("table", "source"):
                 continue
-            if rel.reader is not None and isinstance(offsets.get(SOURCE_KEY + rel.name), dict):
-                rel.reader.seek(offsets[SOURCE_KEY + rel.name])
-            state = rel.op.state_tables()[0]
             top = 0
+            saved = offsets.get(SOURCE_KEY + rel.name)
+            if rel.reader is not None and isinstance(saved, dict):
+                saved = dict(saved)
+                top = int(saved.pop(ROW_ID, 0))
+                rel.reader.seek(saved)
+            state = rel.op.state_tables()[0]
             if not rel.primary_key:
-                top = self.duck.arrow(f"SELECT COALESCE(MAX({ROW_ID}) + 1, 0) AS n "
-                                      f"FROM {quote(state.name)}").column(0)[0].as_py()
+                top = max(top, self.duck.arrow(
+                    f"SELECT COALESCE(MAX({ROW_ID}) + 1, 0) AS n "
+                    f"FROM {quote(state.name)}").column(0)[0].as_py())
             log = self.durability.log(rel.name)
             log.next_seq = max(log.next_seq, int(offsets.get(rel.name, 0)) + 1,
                                int(self._restored_offsets.get(rel.name, 0)) + 1)
@@ -337,6 +361,10 @@ class Connection:
         if not self._closed:
             self._closed = True
             self.coordinator.stop()
+            if self.coordinator.sinks and not self.coordinator.crashed:
+                from kernel_engine.sinks.ddl import close_sinks
+
+                close_sinks(self)
 
     def __enter__(self) -> Connection:
         return self
@@ -392,6 +420,9 @@ class Connection:
             key = list(stmt.primary_key) or [ROW_ID]
             op = TableSource(self.duck, stmt.name, cols, key, bool(stmt.primary_key),
                              stmt.on_conflict)
+            # a source stores nothing durable: its connector replays from the checkpointed
+            # offset, and the views over it keep their own state
+            op.state.persisted = not stmt.source
             self._create_view(stmt.name, op.state.name, names)
             self.graph.add(op)
             self.coordinator.sources.append(op)
@@ -423,13 +454,17 @@ class Connection:
     def _poller(self, rel: Relation) -> Any:
         """Read what a connector has now and push it into its table (engine thread)."""
 
-        def poll() -> None:
-            batch = rel.reader.next_batch(65536)
+        def poll() -> bool:
+            batch = rel.reader.next_batch(POLL_ROWS)
             if batch is None or batch.num_rows == 0:
-                return
+                return False
             rows = self._conform(rel, batch)
             chunk = with_weight(self._with_row_ids(rel, rows), 1)
-            self.coordinator.source_batch(rel.op, chunk, rel.reader.offset())
+            offset = rel.reader.offset()
+            if not rel.primary_key:  # row ids go on after a recovery, even for a source
+                offset = {**offset, ROW_ID: rel.next_row_id}
+            self.coordinator.source_batch(rel.op, chunk, offset)
+            return batch.num_rows >= POLL_ROWS  # a full batch: more is probably waiting
 
         return poll
 
@@ -437,14 +472,42 @@ class Connection:
                       event_time: str | None = None, speed: float | None = None) -> None:
         """A source fed from Python: a DataFrame/Arrow table (optionally paced by an
         event-time column at `speed` event-seconds per second) or a generator factory
-        `gen(offset)` that can restart at a row offset. Replays after a crash."""
+        `gen(offset)` that can restart at a row offset. Replays after a crash.
+
+        After a restart (connect() recovered a checkpoint that has this source), calling it
+        again with the same data feeds the recovered source from its checkpointed offset.
+        """
         from kernel_engine.connectors.python import PythonSource
 
         reader = PythonSource(data, schema=schema, event_time=event_time, speed=speed)
         described = self.duck.reader().describe_arrow(reader.schema.empty_table())
+        rel = self.catalog.get(name)
+        if rel is not None and rel.kind == "source" and rel.reader is None:
+            self._reattach(rel, reader, described)
+            return
         cols = ", ".join(f"{quote(c)} {t}" for c, t in described)
         self._python_readers[name] = reader
         self.execute(f"CREATE SOURCE {quote(name)} ({cols}) WITH (connector = 'python')")
+
+    def _reattach(self, rel: Relation, reader: Any, described: list[tuple[str, str]]) -> None:
+        """Feed a recovered Python source that has no reader in this process."""
+        have = [(c, t.upper()) for c, t in rel.visible]
+        want = [(c, t.upper()) for c, t in described]
+        if have != want:
+            raise BindError(f"python source {rel.name} was created with columns "
+                            f"({', '.join(f'{c} {t}' for c, t in have)}); the data given has "
+                            f"({', '.join(f'{c} {t}' for c, t in want)})")
+
+        def attach() -> None:
+            saved = (self.durability.offsets.get(SOURCE_KEY + rel.name)
+                     if self.durability is not None else None)
+            if isinstance(saved, dict):
+                reader.seek({k: v for k, v in saved.items() if k != ROW_ID})
+            rel.reader = reader
+            self._python_readers[rel.name] = reader
+            self.coordinator.pollers[rel.name] = self._poller(rel)
+
+        self._call(attach)
 
     def _create_view(self, name: str, table: str, visible: list[str]) -> None:
         cols = ", ".join(quote(c) for c in visible)
@@ -505,6 +568,21 @@ class Connection:
             upstream.op.outputs.append((op, port))
         for op in built.operators:
             self.graph.add(op)
+
+    def _do_CreateSink(self, stmt: st.CreateSink) -> Result:  # noqa: N802
+        from kernel_engine.sinks.ddl import create_sink
+
+        return create_sink(self, stmt)
+
+    def _do_DropSink(self, stmt: st.DropSink) -> Result:  # noqa: N802
+        from kernel_engine.sinks.ddl import drop_sink
+
+        return drop_sink(self, stmt)
+
+    def _do_AlterSink(self, stmt: st.AlterSink) -> Result:  # noqa: N802
+        from kernel_engine.sinks.ddl import alter_sink
+
+        return alter_sink(self, stmt)
 
     def _do_Drop(self, stmt: st.Drop) -> Result:  # noqa: N802
         kind = {"TABLE": "table", "SOURCE": "source"}.get(stmt.kind, "materialized view")
@@ -660,11 +738,12 @@ class Connection:
                 data = self.duck.reader().arrow(f"SELECT * FROM (VALUES {stmt.values_sql})")
             rows = self._conform(rel, self._positional(rel, data, stmt.columns))
             self._submit(rel, rows)
+            count = rows.num_rows
         else:
             assert stmt.query is not None
             query = stmt.query
 
-            def run() -> None:
+            def run() -> int:
                 sql = translate_query(query, self.catalog)
                 self._check_literals(query, self.catalog.schema())
                 data = self.duck.reader().arrow(sql)
@@ -672,14 +751,15 @@ class Connection:
                 if rows.num_rows:
                     self._check_not_null_keys(rel, rows)
                     self._deliver_dml(rel, with_weight(self._with_row_ids(rel, rows), 1))
+                return int(rows.num_rows)
 
-            self._call(run, fresh=True)
+            count = self._call(run, fresh=True)
         if self.implicit_flush:
             self._flush()
-        return Result(status="INSERT")
+        return Result(status=f"INSERT 0 {count}")  # PostgreSQL's command tag
 
-    def _changed_rows(self, rel: Relation, where: exp.Expression | None,
-                      extra: list[tuple[str, exp.Expression]]) -> tuple[pa.Table, list[str]]:
+    def _changed_rows(self, rel: Relation, where: exp.Expr | None,
+                      extra: list[tuple[str, exp.Expr]]) -> tuple[pa.Table, list[str]]:
         state = rel.op.state_tables()[0]
         cols = state.column_names
         select = exp.select(*[exp.column(c, table=rel.name) for c in cols])
@@ -707,14 +787,14 @@ class Connection:
         for name, e in stmt.assignments:
             if isinstance(e, exp.Literal) and e.is_string:
                 self._check_cast(e.this, types[name], f'assigned to column "{name}"')
-        extra = [(f"__new_{n}", exp.Cast(this=e, to=exp.DataType.build(types[n],
-                                                                       dialect="duckdb")))
-                 for n, e in stmt.assignments]
+        extra: list[tuple[str, exp.Expr]] = [
+            (f"__new_{n}", exp.Cast(this=e, to=exp.DataType.build(types[n], dialect="duckdb")))
+            for n, e in stmt.assignments]
 
-        def run() -> None:
+        def run() -> int:
             rows, cols = self._changed_rows(rel, stmt.where, extra)
             if rows.num_rows == 0:
-                return
+                return 0
             old = rows.select(cols)
             new = old
             for name, _ in stmt.assignments:
@@ -726,26 +806,28 @@ class Connection:
                     raise ExecutionError(f'null value in primary key column "{k}"')
             change = pa.concat_tables([with_weight(old, -1), with_weight(new, 1)])
             self._deliver_dml(rel, change)
+            return int(rows.num_rows)
 
-        self._call(run, fresh=True)
+        count = self._call(run, fresh=True)
         if self.implicit_flush:
             self._flush()
-        return Result(status="UPDATE")
+        return Result(status=f"UPDATE {count}")
 
     def _do_Delete(self, stmt: st.Delete) -> Result:  # noqa: N802
         rel = self._table(stmt.table)
         if rel.append_only:
             raise BindError(f'table "{rel.name}" is append-only: DELETE is not allowed')
 
-        def run() -> None:
+        def run() -> int:
             rows, cols = self._changed_rows(rel, stmt.where, [])
             if rows.num_rows:
                 self._deliver_dml(rel, with_weight(rows.select(cols), -1))
+            return int(rows.num_rows)
 
-        self._call(run, fresh=True)
+        count = self._call(run, fresh=True)
         if self.implicit_flush:
             self._flush()
-        return Result(status="DELETE")
+        return Result(status=f"DELETE {count}")
 
     # ---- session, system, introspection ----------------------------------------------------
 
@@ -807,6 +889,15 @@ class Connection:
                                                      pa.string())}))
         if what == "PARAMETERS":
             return Result(self._parameters())
+        if what == "SINKS" or what == "CREATE SINK" or (
+                what.startswith("CREATE") and stmt.name and
+                getattr(self.catalog.get(stmt.name.lower()), "kind", "") == "sink"):
+            from kernel_engine.sinks.ddl import show_create_sink, show_sinks
+
+            if what == "SINKS":
+                return Result(show_sinks(self))
+            assert stmt.name is not None
+            return Result(show_create_sink(self, _name(stmt.name)))
         if what.startswith("CREATE") and stmt.name:
             rel = self.catalog.get(stmt.name.lower())
             if rel is None:
@@ -821,7 +912,7 @@ class Connection:
             raise CatalogError(f'relation "{stmt.name}" does not exist')
         names = [c for c, _, _ in rel.columns]
         types = [display_name(t) for _, t, _ in rel.columns]
-        hidden = [h for _, _, h in rel.columns]
+        hidden: list[bool | None] = [h for _, _, h in rel.columns]
         key = "primary key" if rel.kind == "table" else "stream key"
         names.append(key)
         types.append(", ".join(rel.key))
@@ -835,8 +926,14 @@ class Connection:
             name, query = inner.name, inner.query
         elif isinstance(inner, st.Query):
             name, query = "query", inner.query
+        elif isinstance(inner, st.CreateSink):
+            from kernel_engine.sinks.ddl import explain_sink
+
+            return Result(pa.table({"QUERY PLAN": pa.array(explain_sink(self, inner),
+                                                           pa.string())}))
         else:
-            raise UnsupportedError("EXPLAIN supports CREATE MATERIALIZED VIEW and SELECT")
+            raise UnsupportedError("EXPLAIN supports CREATE MATERIALIZED VIEW, CREATE SINK and "
+                                   "SELECT")
 
         def plan() -> list[str]:
             return explain(self._planner().plan_view(name, query))
@@ -896,6 +993,11 @@ def _cast(col: str, typ: str, text: bool) -> str:
         return (f"CAST(CASE WHEN trim({col}) LIKE '{{%}}' THEN '[' || trim({col})[2:-2] || ']' "
                 f"ELSE {col} END AS {typ})")
     return f"CAST({col} AS {typ})"
+
+
+def _name(text: str) -> str:
+    """An identifier as written: quoted keeps its case, otherwise lower-cased."""
+    return text[1:-1] if text.startswith('"') and text.endswith('"') else text.lower()
 
 
 def _bind_error(err: BindError) -> Error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlglot import exp
+from sqlglot.expressions.datatypes import DType
 
 from kernel_engine.errors import UnsupportedError
 
@@ -10,7 +11,7 @@ __all__ = ["display_name", "duck_type", "is_integer", "is_numeric"]
 
 _T = exp.DataType.Type
 
-_SCALAR: dict[exp.DataType.Type, str] = {
+_SCALAR: dict[DType, str] = {
     _T.TINYINT: "SMALLINT",
     _T.SMALLINT: "SMALLINT",
     _T.INT: "INTEGER",

@@ -187,7 +187,7 @@ def test_aggregate_over_the_wrong_type_names_the_function(orders: Connection, sq
      "kafka", "datagen"),
     ("GRANT SELECT ON t TO bob", "GRANT", "CREATE TABLE / MATERIALIZED VIEW"),
     ("TRUNCATE t", "TRUNCATE", "DELETE"),
-    ("SHOW SINKS", "SHOW SINKS", "SHOW TABLES"),
+    ("SHOW CONNECTIONS", "SHOW CONNECTIONS", "SHOW TABLES"),
     ("CREATE TABLE c (a INT) WITH (connector = 'kafka')", "connector", "datagen"),
     ("CREATE TABLE c (a POINT)", "POINT", "INT"),
 ])

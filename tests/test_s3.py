@@ -254,6 +254,8 @@ def test_s3_outage_mid_run(s3_server, s3_bucket):
     assert url in writer.lag_errors[-1]
     assert db.progress.committed_epoch >= cut_epoch + 3
     assert writer.durable_epoch < db.progress.checkpoint_epoch
+    assert db.progress.durable_lag_epochs >= 2  # reported to monitors, with the error
+    assert url in db.progress.checkpoint_errors[-1]
     assert not flush.done(), "FLUSH returned while no checkpoint could be made durable"
     assert content(db) == expected(acked)  # queries work; the failed INSERTs were not applied
 
@@ -268,6 +270,8 @@ def test_s3_outage_mid_run(s3_server, s3_bucket):
     assert manifest is not None and manifest.epoch >= pending
     assert manifest.sources == {"ev": db.durability.log("ev").next_seq - 1}
     flush.result(timeout=20)
+    # caught up: only the checkpoints in flight (a 100 ms barrier, ~300 ms per S3 checkpoint)
+    wait_until(lambda: db.progress.durable_lag_epochs <= 5, 10, "the durable lag to shrink")
 
     db.insert("ev", batch(601, 100))
     acked += range(601, 701)

@@ -190,7 +190,7 @@ def _json_type(t: pa.DataType) -> pa.DataType | None:
 def filesystem(protocol: str, **storage_options: Any) -> FileSystem:
     """Return an fsspec filesystem, or an UnsupportedError naming the package to install."""
     try:
-        import fsspec  # type: ignore[import-untyped]
+        import fsspec
     except ImportError:
         raise UnsupportedError("file sources need the fsspec package "
                                "(pip install fsspec)") from None

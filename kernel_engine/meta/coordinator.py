@@ -30,6 +30,11 @@ from kernel_engine.stream.operator import Operator
 
 __all__ = ["Coordinator", "EngineCrashed", "Progress"]
 
+# A round of processing waits up to COALESCE_S for more change batches while fewer than
+# COALESCE_ROWS rows are waiting (see Coordinator._gather).
+COALESCE_S = 0.02
+COALESCE_ROWS = 200_000
+
 
 class EngineCrashed(Error):
     """The engine died (a crash was injected); RECOVER or connect again."""
@@ -51,6 +56,17 @@ class Progress:
     barrier_latency_ms: deque[tuple[int, float]] = field(
         default_factory=lambda: deque(maxlen=1000))
     errors: list[str] = field(default_factory=list)
+    # per sink: state, delivered_epoch, lag_epochs, pending_epochs, retries, rows, error
+    sinks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # connector offset read so far, per source or connector-fed table
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # failed checkpoint writes (each is retried with backoff), newest last
+    checkpoint_errors: list[str] = field(default_factory=list)
+
+    @property
+    def durable_lag_epochs(self) -> int:
+        """Checkpointed epochs not yet durable (their manifest has not landed)."""
+        return max(0, self.checkpoint_epoch - self.durable_epoch)
 
 
 @dataclass
@@ -81,15 +97,17 @@ class Coordinator:
         self.crashed = False
         self._kill = False
         self._inflight: list[Future[Any]] = []
-        self.pollers: dict[str, Callable[[], None]] = {}
+        self.pollers: dict[str, Callable[[], bool]] = {}
         self.barrier_interval_ms = barrier_interval_ms
         self.checkpoint_frequency = 1
         self.sources: list[Operator] = []
+        self.sinks: dict[str, Any] = {}  # sink name -> delivery runner (committed/durable/halt)
         self.progress = Progress(current_epoch=first_epoch, committed_epoch=first_epoch - 1,
                                  checkpoint_epoch=first_epoch - 1,
                                  durable_epoch=first_epoch - 1)
         if durability is not None:
             durability.writer.on_history = self._checkpoint_done
+            self.progress.checkpoint_errors = durability.writer.lag_errors
         self._queue: queue.Queue[_Chunk | _Command | None] = queue.Queue()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="rwmagic-engine", daemon=True)
@@ -150,8 +168,15 @@ class Coordinator:
         self._thread.join(timeout=timeout)
         return self.crashed
 
+    def crash_soon(self) -> None:
+        """Die at the engine thread's next turn (a sink's delivery hit a crash point)."""
+        self._kill = True
+        self._queue.put(None)
+
     def _die(self) -> None:
         self.crashed = True
+        for runner in list(self.sinks.values()):
+            runner.halt()
         for fut in self._inflight:
             if not fut.done():
                 fut.set_exception(EngineCrashed())
@@ -182,26 +207,50 @@ class Coordinator:
 
     def _loop(self) -> None:
         next_barrier = time.monotonic() + self.barrier_interval_ms / 1000
+        busy = False  # a source filled its batch last round: poll again at once
         while not self._stop:
             if self._kill or self._writer_crashed():
                 return
-            timeout = min(0.05, max(0.0, next_barrier - time.monotonic()))
+            timeout = 0.0 if busy else min(0.05, max(0.0, next_barrier - time.monotonic()))
             batch: list[_Chunk | _Command | None] = []
             try:
-                batch.append(self._queue.get(timeout=timeout))
+                batch.append(self._queue.get(timeout=timeout) if timeout else
+                             self._queue.get_nowait())
                 while True:
                     batch.append(self._queue.get_nowait())
             except queue.Empty:
                 pass
+            self._gather(batch, next_barrier)
             try:
                 waiting = self._handle(batch)
-                self._poll()
+                busy = self._poll()
             except Crashed:
                 self.crashed = True
                 raise
             if waiting or time.monotonic() >= next_barrier:
                 self._barrier(waiting, force_checkpoint=bool(waiting))
                 next_barrier = time.monotonic() + self.barrier_interval_ms / 1000
+
+    def _gather(self, batch: list[_Chunk | _Command | None], next_barrier: float) -> None:
+        """While only a few change batches are waiting, wait up to COALESCE_S for more, so
+        that batches arriving one by one (each INSERT fsyncs its log entry first) are
+        processed together: a round costs a fixed few ms of DuckDB calls over the state."""
+        if not batch or not all(isinstance(m, _Chunk) for m in batch):
+            return
+        rows = sum(m.table.num_rows for m in batch if isinstance(m, _Chunk))
+        deadline = min(time.monotonic() + COALESCE_S, next_barrier)
+        while rows < COALESCE_ROWS:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                msg = self._queue.get(timeout=left)
+            except queue.Empty:
+                return
+            batch.append(msg)
+            if not isinstance(msg, _Chunk):
+                return  # a statement waits: handle everything now
+            rows += msg.table.num_rows
 
     def _handle(self, batch: list[_Chunk | _Command | None]) -> list[tuple[Future[Any], Any]]:
         waiting: list[tuple[Future[Any], Any]] = []
@@ -255,22 +304,28 @@ class Coordinator:
         """The writer made a checkpoint durable (writer thread)."""
         self.progress.durable_epoch = max(self.progress.durable_epoch, int(record["epoch"]))
         self.progress.checkpoints.append(record)
+        for runner in list(self.sinks.values()):
+            runner.durable(int(record["epoch"]))
 
-    def _poll(self) -> None:
+    def _poll(self) -> bool:
+        """Let every connector push what it has now; True if one had more than it took."""
+        busy = False
         for name, poll in list(self.pollers.items()):
             try:
-                poll()
+                busy = bool(poll()) or busy
             except Crashed:
                 raise
             except Exception as err:  # noqa: BLE001 - a failing connector stops, others go on
                 self.progress.errors.append(f"source {name}: {err}")
                 self.pollers.pop(name, None)
+        return busy
 
     def source_batch(self, source: Operator, chunk: pa.Table, offset: dict[str, Any]) -> None:
         """Push a connector's batch into its table and record the connector's offset."""
         if self.durability is not None:
             self.durability.crash_point("processing")
         self.graph.deliver(source, 0, chunk)
+        self.progress.sources[source.identity] = offset
         if self.durability is not None:
             self.durability.read_offset("connector:" + source.identity, offset)
 
@@ -297,6 +352,8 @@ class Coordinator:
             self.duck.rollback()
         self.progress.committed_epoch = epoch
         self.progress.current_epoch = epoch + 1
+        for runner in list(self.sinks.values()):
+            runner.committed(epoch)
         latency = (time.perf_counter() - barrier.injected_at) * 1000
         self.progress.barrier_latency_ms.append((epoch, latency))
         self.duck.begin()

@@ -33,11 +33,14 @@ from kernel_engine.state.storage import Storage
 from kernel_engine.state.table import StateTable
 from kernel_engine.stream.operator import Operator
 
-__all__ = ["CRASH_POINTS", "GUARANTEES", "Durability", "fingerprint"]
+__all__ = ["CRASH_POINTS", "GUARANTEES", "SINK_CRASH_POINTS", "Durability", "fingerprint"]
 
 GUARANTEES = ("exactly_once", "at_least_once", "at_most_once")
 CRASH_POINTS = ("processing", "after_snapshot", "mid_upload", "before_manifest",
                 "after_manifest")
+# Where a sink's delivery can die: before its target transaction, after writing but before
+# COMMIT, and after COMMIT before the engine notes the delivered epoch.
+SINK_CRASH_POINTS = ("sink_before_txn", "sink_mid_txn", "sink_after_commit")
 OFFSETS = "offsets/committed.json"
 
 
@@ -130,6 +133,9 @@ class Durability:
         tables: dict[str, dict[str, Any]] = {}
         for op in operators:
             for t in op.state_tables():
+                if not t.persisted:
+                    t.discard_changes()
+                    continue
                 tables[t.name] = {"columns": t.columns, "key": t.key}
                 ref = self._log_ref(t)
                 delta = ref if ref is not None else t.take_changes()
@@ -137,8 +143,10 @@ class Durability:
                     changes[t.name] = delta
         for table in self.log_backed.values():
             self.checkpointed[table] = int(self.offsets.get(table, 0))
+        sinks = {op.identity: op.progress_record() for op in operators
+                 if hasattr(op, "progress_record")}
         return CheckpointJob(epoch, changes, tables, dict(self.offsets), ddl,
-                             fingerprint(operators))
+                             fingerprint(operators), sinks=sinks)
 
     def _log_ref(self, t: StateTable) -> LogRef | None:
         """A table whose changes since the last checkpoint are exactly its logged inserts

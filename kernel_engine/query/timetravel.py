@@ -37,7 +37,7 @@ def rewrite_epoch_form(sql: str) -> str:
     return EPOCH_FORM.sub(lambda m: f"FOR SYSTEM_TIME AS OF '{_EPOCH_MARK}{m.group(1)}'", sql)
 
 
-def _target(version: exp.Expression, reader: Duck) -> tuple[str, Any]:
+def _target(version: exp.Expr, reader: Duck) -> tuple[str, Any]:
     """('epoch', n) or ('time', unix seconds) of a FOR SYSTEM_TIME AS OF clause."""
     value = version.args.get("expression")
     if isinstance(value, exp.Literal) and value.is_string and value.this.startswith(_EPOCH_MARK):

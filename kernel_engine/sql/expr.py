@@ -97,10 +97,10 @@ class Scope:
         return {e.qualifier for e in self.entries}
 
 
-def bind(node: exp.Expression, scope: Scope) -> exp.Expression:
+def bind(node: exp.Expr, scope: Scope) -> exp.Expr:
     """Replace column references by internal column names (a copy)."""
 
-    def visit(n: exp.Expression) -> exp.Expression:
+    def visit(n: exp.Expr) -> exp.Expr:
         if isinstance(n, exp.Column) and not isinstance(n.this, exp.Star):
             qualifier = n.table or None
             name = n.name if n.this.quoted else n.name.lower()
@@ -111,12 +111,12 @@ def bind(node: exp.Expression, scope: Scope) -> exp.Expression:
     return node.copy().transform(visit)
 
 
-def sql_of(node: exp.Expression) -> str:
+def sql_of(node: exp.Expr) -> str:
     """PostgreSQL text of an expression (for EXPLAIN and error messages)."""
     return node.sql("postgres")
 
 
-def _rewrite(node: exp.Expression) -> exp.Expression:
+def _rewrite(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.Div) and _is_int(node.this) and _is_int(node.expression):
         return exp.IntDiv(this=node.this, expression=node.expression)
     if isinstance(node, exp.Window) and _small_int_sum(node.this):
@@ -128,14 +128,14 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def _small_int_sum(node: exp.Expression) -> bool:
+def _small_int_sum(node: exp.Expr) -> bool:
     """SUM (possibly with FILTER) over a 8/16/32-bit integer (BIGINT in PostgreSQL)."""
     if isinstance(node, exp.Filter):
         node = node.this
     return isinstance(node, exp.Sum) and _is_int(node.this, small=True)
 
 
-def _is_int(node: exp.Expression, small: bool = False) -> bool:
+def _is_int(node: exp.Expr, small: bool = False) -> bool:
     typ = node.type
     if typ is None:
         return False
@@ -145,14 +145,14 @@ def _is_int(node: exp.Expression, small: bool = False) -> bool:
     return typ.this in _INT_TYPES
 
 
-def _streaming(node: exp.Expression) -> exp.Expression:
+def _streaming(node: exp.Expr) -> exp.Expr:
     """Inside a streaming operator a failing cast yields NULL (RisingWave's behaviour)."""
     if type(node) is exp.Cast:
         return exp.TryCast(this=node.this, to=node.to)
     return node
 
 
-def to_duck(nodes: Sequence[exp.Expression], types: dict[str, str]) -> list[str]:
+def to_duck(nodes: Sequence[exp.Expr], types: dict[str, str]) -> list[str]:
     """Translate bound expressions over columns of the given types to DuckDB SQL."""
     select = exp.select(*[n.copy() for n in nodes]).from_("_in")
     for col in select.find_all(exp.Column):
@@ -173,11 +173,12 @@ def to_duck_query(query: exp.Query, schema: dict[str, dict[str, str]],
     """Translate a whole PostgreSQL-semantics query to DuckDB SQL."""
     from sqlglot.optimizer.qualify import qualify
 
+    tables: dict[str, object] = dict(schema)
     try:
-        qualified = qualify(query.copy(), schema=schema, dialect="postgres",
+        qualified = qualify(query.copy(), schema=tables, dialect="postgres",
                             validate_qualify_columns=False, quote_identifiers=False,
                             expand_stars=False)
-        annotated = annotate_types(qualified, schema=schema, dialect="postgres")
+        annotated = annotate_types(qualified, schema=tables, dialect="postgres")
         rewritten = annotated.transform(_rewrite)
         if streaming:
             rewritten = rewritten.transform(_streaming)

@@ -18,6 +18,7 @@ from sqlglot.tokens import TokenType
 
 from kernel_engine.errors import Error, ParseError, UnsupportedError
 from kernel_engine.sql import statements as st
+from kernel_engine.sql.redact import redact_text
 from kernel_engine.sql.split import Piece, split_statements
 from kernel_engine.types import duck_type
 
@@ -55,6 +56,9 @@ def parse(sql: str) -> list[tuple[Piece, st.Statement]]:
             raise ParseError(_strip_prefix(err.message), piece.line + err.line - 1,
                              err.col + (piece.col - 1 if err.line == 1 else 0)) from err
         stmt.sql = piece.text
+        if isinstance(stmt, (st.CreateSink, st.AlterSink)) or (
+                isinstance(stmt, st.Explain) and isinstance(stmt.inner, st.CreateSink)):
+            stmt.sql = redact_text(piece.text)  # the raw text (with secrets) stays in `raw`
         result.append((piece, stmt))
     return result
 
@@ -102,6 +106,9 @@ def parse_statement(text: str) -> st.Statement:
 
 
 def _special(text: str) -> st.Statement | None:
+    sink = _sink_statement(text)
+    if sink is not None:
+        return sink
     if _FLUSH.match(text):
         return st.Flush()
     if re.match(r"^RECOVER$", text, re.I):
@@ -125,6 +132,96 @@ def _special(text: str) -> st.Statement | None:
             cols = [_ident(c.strip()) for c in m.group(2).split(",")] if m.group(2) else None
             return st.Insert(_ident(m.group(1)), cols, values_sql=values)
     return None
+
+
+_NAME = r'("(?:[^"]|"")+"|[\w]+)'
+_CREATE_SINK = re.compile(r"^CREATE\s+SINK\s+(IF\s+NOT\s+EXISTS\s+)?" + _NAME + r"\s+(.*)$",
+                          re.I | re.S)
+_DROP_SINK = re.compile(r"^DROP\s+SINK\s+(IF\s+EXISTS\s+)?" + _NAME + r"\s*$", re.I)
+_ALTER_SINK = re.compile(r"^ALTER\s+SINK\s+" + _NAME +
+                         r"\s+(RESUME|CONNECTOR\s+WITH\s*\((.*)\))\s*$", re.I | re.S)
+_SINK_OPTION = re.compile(r"\s*([\w.]+)\s*=\s*('(?:[^']|'')*'|[^,'\s]+)\s*(?:,|$)", re.S)
+
+
+def _sink_statement(text: str) -> st.Statement | None:
+    """CREATE SINK, DROP SINK and ALTER SINK (parsed here: options have dotted keys and
+    secrets, and a FORMAT ... ENCODE clause may follow)."""
+    if m := _DROP_SINK.match(text):
+        return st.DropSink(_ident(m.group(2)), if_exists=bool(m.group(1)))
+    if m := _ALTER_SINK.match(text):
+        options = _sink_options(m.group(3)) if m.group(3) is not None else {}
+        return st.AlterSink(_ident(m.group(1)), options, raw=text)
+    if m := _CREATE_SINK.match(text):
+        return _create_sink(text, m)
+    return None
+
+
+def _create_sink(text: str, m: re.Match[str]) -> st.CreateSink:
+    rest = m.group(3)
+    fmt, encode, fmt_options = None, None, {}
+    if f := _FORMAT.search(rest):
+        fmt, encode = f.group(1).upper(), f.group(2).upper()
+        fmt_options = {k.lower(): v.replace("''", "'")
+                       for k, v in _ENCODE_OPTION.findall(f.group(3) or "")}
+        rest = rest[: f.start()]
+    rest = rest.rstrip()
+    start = _last_group_start(rest)
+    before = rest[:start].rstrip() if start is not None else ""
+    if start is None or not re.search(r"\bWITH$", before, re.I):
+        raise ParseError("CREATE SINK needs WITH (connector = ...) after FROM relation or "
+                         "AS SELECT ...", 1, 1)
+    what = before[:-4].strip()
+    options = _sink_options(rest[start + 1:-1])
+    source, query = None, None
+    if f := re.match(r"^FROM\s+" + _NAME + r"$", what, re.I):
+        source = _ident(f.group(1))
+    elif f := re.match(r"^AS\s+(.+)$", what, re.I | re.S):
+        node = _parse_one(f.group(1))
+        if not isinstance(node, exp.Query):
+            raise UnsupportedError("CREATE SINK ... AS needs a SELECT query")
+        query = node
+    else:
+        raise ParseError("CREATE SINK needs FROM relation or AS SELECT ... before WITH", 1, 1)
+    head = text[: len(text) - len(m.group(3))] + what
+    return st.CreateSink(_ident(m.group(2)), source, query, options, fmt, encode, fmt_options,
+                         if_not_exists=bool(m.group(1)), head=head, raw=text)
+
+
+def _last_group_start(text: str) -> int | None:
+    """Where the parenthesised group that ends `text` opens (quotes respected)."""
+    if not text.endswith(")"):
+        return None
+    stack: list[int] = []
+    quote: str | None = None
+    opened = None
+    for i, ch in enumerate(text):
+        if quote is not None:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            stack.append(i)
+        elif ch == ")" and stack:
+            opened = stack.pop()
+    return opened if not stack else None
+
+
+def _sink_options(body: str) -> dict[str, str]:
+    """`key = 'value', ...` (keys may be dotted: jdbc.url); values quoted or bare words."""
+    options: dict[str, str] = {}
+    pos = 0
+    body = body.strip()
+    while pos < len(body):
+        m = _SINK_OPTION.match(body, pos)
+        if m is None or m.end() == pos:
+            raise ParseError(f"cannot read the sink option at: {redact_text(body[pos:])[:40]}",
+                             1, 1)
+        value = m.group(2)
+        options[m.group(1).lower()] = (value[1:-1].replace("''", "'")
+                                       if value.startswith("'") else value)
+        pos = m.end()
+    return options
 
 
 def _whole_intervals(text: str) -> str:
@@ -164,7 +261,7 @@ def _unquote(value: str) -> str:
     return value
 
 
-def _parse_one(text: str) -> exp.Expression:
+def _parse_one(text: str) -> exp.Expr:
     try:
         parsed = sqlglot.parse(text, read=DIALECT)
     except GlotParseError as err:
@@ -188,7 +285,7 @@ def _tokens(message: str) -> str:
                       repr(m.group(2)), message)
 
 
-def _from_ast(node: exp.Expression, text: str) -> st.Statement:
+def _from_ast(node: exp.Expr, text: str) -> st.Statement:
     if isinstance(node, exp.Command):
         return _command(node, text)
     if isinstance(node, exp.Query):
@@ -221,8 +318,8 @@ def _command(node: exp.Command, text: str) -> st.Statement:
     raise UnsupportedError(f"statement {_what(text)} is not supported; {_SUPPORTED}")
 
 
-_SUPPORTED = ("supported are CREATE TABLE / MATERIALIZED VIEW, DROP, INSERT, UPDATE, DELETE, "
-              "SELECT, FLUSH, SET, ALTER SYSTEM SET, SHOW, DESCRIBE and EXPLAIN")
+_SUPPORTED = ("supported are CREATE TABLE / MATERIALIZED VIEW / SINK, DROP, INSERT, UPDATE, "
+              "DELETE, SELECT, FLUSH, SET, ALTER SYSTEM SET, SHOW, DESCRIBE and EXPLAIN")
 
 
 def _what(text: str) -> str:
@@ -246,6 +343,8 @@ def _create_table_extended(text: str) -> st.Statement:
     node = _parse_one(cleaned)
     if isinstance(node, exp.Command):
         raise UnsupportedError(f"could not understand CREATE TABLE: {' '.join(text.split())[:80]}")
+    if not isinstance(node, exp.Create):
+        raise UnsupportedError(f"expected CREATE TABLE: {' '.join(text.split())[:80]}")
     stmt = _create(node, cleaned)
     assert isinstance(stmt, st.CreateTable)
     stmt.append_only = append_only

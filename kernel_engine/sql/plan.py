@@ -64,7 +64,7 @@ def _from_clause(sel: exp.Select) -> exp.From | None:
     return sel.args.get("from_") or sel.args.get("from")
 
 
-def _conjuncts(node: exp.Expression | None) -> list[exp.Expression]:
+def _conjuncts(node: exp.Expr | None) -> list[exp.Expr]:
     if node is None:
         return []
     if isinstance(node, exp.And):
@@ -74,7 +74,7 @@ def _conjuncts(node: exp.Expression | None) -> list[exp.Expression]:
     return [node]
 
 
-def _and(parts: list[exp.Expression]) -> exp.Expression | None:
+def _and(parts: list[exp.Expr]) -> exp.Expr | None:
     if not parts:
         return None
     out = parts[0]
@@ -83,7 +83,7 @@ def _and(parts: list[exp.Expression]) -> exp.Expression | None:
     return out
 
 
-def _output_name(item: exp.Expression, index: int) -> str:
+def _output_name(item: exp.Expr, index: int) -> str:
     if isinstance(item, exp.Alias):
         return item.alias if item.args["alias"].quoted else item.alias.lower()
     if isinstance(item, exp.Column):
@@ -98,7 +98,7 @@ def _output_name(item: exp.Expression, index: int) -> str:
     return "?column?"
 
 
-def _literal_int(node: exp.Expression | None, what: str) -> int | None:
+def _literal_int(node: exp.Expr | None, what: str) -> int | None:
     if node is None:
         return None
     value = node.args.get("expression") if isinstance(node, (exp.Limit, exp.Offset)) else node
@@ -242,7 +242,7 @@ class Planner:
         return node, out_scope
 
     @staticmethod
-    def _in_from(sub: exp.Expression, sel: exp.Select) -> bool:
+    def _in_from(sub: exp.Expr, sel: exp.Select) -> bool:
         parent = sub.parent
         while parent is not None and parent is not sel:
             if isinstance(parent, (exp.From, exp.Join)):
@@ -253,8 +253,8 @@ class Planner:
             parent = parent.parent
         return False
 
-    def _expand_stars(self, sel: exp.Select, scope: Scope) -> list[exp.Expression]:
-        items: list[exp.Expression] = []
+    def _expand_stars(self, sel: exp.Select, scope: Scope) -> list[exp.Expr]:
+        items: list[exp.Expr] = []
         for item in sel.expressions:
             star_table = None
             if isinstance(item, exp.Star):
@@ -277,8 +277,8 @@ class Planner:
     # ---- FROM -------------------------------------------------------------------------------
 
     def _plan_from(self, sel: exp.Select, ctes: dict[str, exp.Query],
-                   where: list[exp.Expression]
-                   ) -> tuple[n.Node, Scope, list[exp.Expression]]:
+                   where: list[exp.Expr]
+                   ) -> tuple[n.Node, Scope, list[exp.Expr]]:
         from_ = _from_clause(sel)
         if from_ is None:
             raise NotIncremental("SELECT without FROM")
@@ -288,7 +288,7 @@ class Planner:
             node, scope, where = self._join(node, scope, right, rscope, join, where)
         return node, scope, where
 
-    def _plan_table_expr(self, t: exp.Expression, ctes: dict[str, exp.Query]
+    def _plan_table_expr(self, t: exp.Expr, ctes: dict[str, exp.Query]
                          ) -> tuple[n.Node, Scope]:
         if isinstance(t, exp.Table) and isinstance(t.this, (exp.Anonymous, exp.Func)):
             return self._window_tvf(t, ctes)
@@ -343,7 +343,8 @@ class Planner:
             bucket = f"time_bucket({size}, {ts_sql}, {origin})"
             exprs = [(c.name, c.name) for c in node.cols]
             exprs += [(start.name, bucket), (end.name, f"{bucket} + {size}")]
-            out = n.Project(node.cols + [start, end], list(node.key), input=node, exprs=exprs,
+            out: n.Node = n.Project(node.cols + [start, end], list(node.key), input=node,
+                                    exprs=exprs,
                             labels=[c.label for c in node.cols] + [
                                 f"TUMBLE_START({sql_of(args[0])}, {sql_of(args[1])})",
                                 f"TUMBLE_END({sql_of(args[0])}, {sql_of(args[1])})"])
@@ -360,8 +361,8 @@ class Planner:
     # ---- joins --------------------------------------------------------------------------
 
     def _join(self, left: n.Node, lscope: Scope, right: n.Node, rscope: Scope, join: exp.Join,
-              where: list[exp.Expression]
-              ) -> tuple[n.Node, Scope, list[exp.Expression]]:
+              where: list[exp.Expr]
+              ) -> tuple[n.Node, Scope, list[exp.Expr]]:
         side = (join.side or "").lower()
         kind = side if side in ("left", "right", "full") else "inner"
         if (join.kind or "").upper() in ("SEMI", "ANTI"):
@@ -398,7 +399,7 @@ class Planner:
         rnames = {c.name for c in right.cols}
         lkeys: list[str] = []
         rkeys: list[str] = []
-        rest: list[exp.Expression] = []
+        rest: list[exp.Expr] = []
         for c in conds:
             b = bind(c, scope)
             if isinstance(b, exp.EQ) and isinstance(b.this, exp.Column) and isinstance(
@@ -427,7 +428,7 @@ class Planner:
 
     # ---- filter, project, aggregate ---------------------------------------------------------
 
-    def _filter(self, node: n.Node, scope: Scope, cond: exp.Expression | None) -> n.Node:
+    def _filter(self, node: n.Node, scope: Scope, cond: exp.Expr | None) -> n.Node:
         if cond is None:
             return node
         bound = bind(cond, scope)
@@ -438,7 +439,7 @@ class Planner:
         return n.Filter(node.cols, node.key, input=node, cond=sql,
                         label_text=_label_expr(bound, node.cols))
 
-    def _project(self, node: n.Node, exprs: list[exp.Expression],
+    def _project(self, node: n.Node, exprs: list[exp.Expr],
                  names: list[str]) -> tuple[n.Node, Scope]:
         sqls = to_duck(exprs, _types(node))
         types = [t for _, t in self.describe(_typed_select(sqls, node))] if sqls else []
@@ -468,12 +469,12 @@ class Planner:
         proj = n.Project(out_cols, key, input=node, exprs=pairs, labels=labels)
         return proj, Scope(entries)
 
-    def _has_agg(self, node: exp.Expression) -> bool:
+    def _has_agg(self, node: exp.Expr) -> bool:
         return any(isinstance(x, exp.AggFunc) for x in node.find_all(exp.AggFunc))
 
-    def _group_exprs(self, group: exp.Group | None, items: list[exp.Expression], scope: Scope,
-                     names: list[str]) -> list[exp.Expression]:
-        out: list[exp.Expression] = []
+    def _group_exprs(self, group: exp.Group | None, items: list[exp.Expr], scope: Scope,
+                     names: list[str]) -> list[exp.Expr]:
+        out: list[exp.Expr] = []
         for g in group.expressions if group is not None else []:
             if isinstance(g, exp.Literal) and not g.is_string:
                 idx = int(g.this) - 1
@@ -493,10 +494,10 @@ class Planner:
                     raise
         return out
 
-    def _plan_agg(self, node: n.Node, scope: Scope, group_exprs: list[exp.Expression],
-                  items: list[exp.Expression], having: exp.Expression | None
-                  ) -> tuple[n.Node, list[exp.Expression], exp.Expression | None]:
-        pre: list[tuple[str, exp.Expression]] = []
+    def _plan_agg(self, node: n.Node, scope: Scope, group_exprs: list[exp.Expr],
+                  items: list[exp.Expr], having: exp.Expr | None
+                  ) -> tuple[n.Node, list[exp.Expr], exp.Expr | None]:
+        pre: list[tuple[str, exp.Expr]] = []
         group_cols: list[str] = []
         group_map: dict[str, str] = {}
         for g in group_exprs:
@@ -510,7 +511,7 @@ class Planner:
         calls: list[tuple[str, str | None, bool, str | None, str, str]] = []
         seen: dict[str, str] = {}
 
-        def replace(x: exp.Expression) -> exp.Expression:
+        def replace(x: exp.Expr) -> exp.Expr:
             filt = None
             agg = x
             if isinstance(x, exp.Filter) and isinstance(x.this, exp.AggFunc):
@@ -567,14 +568,14 @@ class Planner:
                     calls=agg_calls)
         allowed = set(group_cols) | {c.out for c in agg_calls}
 
-        def regroup(x: exp.Expression) -> exp.Expression:
+        def regroup(x: exp.Expr) -> exp.Expr:
             if not isinstance(x, exp.Column) and x.sql() in group_map:
                 return exp.column(group_map[x.sql()])
             if isinstance(x, exp.Column) and x.sql() in group_map:
                 return exp.column(group_map[x.sql()])
             return x
 
-        def check(x: exp.Expression) -> exp.Expression:
+        def check(x: exp.Expr) -> exp.Expr:
             x = x.transform(regroup)
             for c in x.find_all(exp.Column):
                 if c.name not in allowed:
@@ -643,7 +644,7 @@ class Planner:
         inputs: list[n.Node] = []
         for node, scope in planned:
             vis = scope.visible()
-            casts = [exp.Cast(this=exp.column(e.col.name), to=exp.DataType.build(t,
+            casts: list[exp.Expr] = [exp.Cast(this=exp.column(e.col.name), to=exp.DataType.build(t,
                               dialect="duckdb")) if e.col.type != t else exp.column(e.col.name)
                      for e, t in zip(vis, common, strict=True)]
             proj, pscope = self._project(node, casts, [e.name for e in vis])
@@ -667,7 +668,7 @@ class Planner:
             result, scope = self._distinct(node, scope)
         return result, scope
 
-    def _union_branches(self, q: exp.Expression) -> list[exp.Query]:
+    def _union_branches(self, q: exp.Expr) -> list[exp.Query]:
         if isinstance(q, exp.Union) and not q.args.get("distinct") and not isinstance(
                 q, (exp.Except, exp.Intersect)):
             return self._union_branches(q.this) + self._union_branches(q.expression)
@@ -725,10 +726,10 @@ def _agg_type(func: str, arg_type: str) -> str:
     raise BindError(f"function {func}({arg_type.lower()}) does not exist")
 
 
-def _label_expr(node: exp.Expression, cols: list[Col]) -> str:
+def _label_expr(node: exp.Expr, cols: list[Col]) -> str:
     labels = {c.name: c.label for c in cols}
 
-    def visit(x: exp.Expression) -> exp.Expression:
+    def visit(x: exp.Expr) -> exp.Expr:
         if isinstance(x, exp.Column) and x.name in labels:
             return exp.column(labels[x.name])
         return x

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 __all__ = [
-    "AlterSystem", "CreateMaterializedView", "CreateTable", "Delete", "Describe", "Drop",
-    "Explain", "Flush", "Recover", "Insert", "Query", "SetVariable", "Show", "Statement", "Update",
+    "AlterSink", "AlterSystem", "CreateMaterializedView", "CreateSink", "CreateTable", "Delete",
+    "Describe", "Drop", "DropSink", "Explain", "Flush", "Recover", "Insert", "Query",
+    "SetVariable", "Show", "Statement", "Update",
 ]
 
 
@@ -134,3 +135,43 @@ class Query(Statement):
     """An ad-hoc SELECT over committed state."""
 
     query: exp.Query
+
+
+@dataclass
+class CreateSink(Statement):
+    """CREATE SINK [IF NOT EXISTS] name FROM relation | AS SELECT ... WITH (...)
+    [FORMAT PLAIN ENCODE PARQUET | JSON | CSV [(...)]].
+
+    `sql` has secrets (passwords) masked; `raw` is the statement as written.
+    """
+
+    name: str
+    source: str | None
+    query: exp.Query | None
+    options: dict[str, str] = field(repr=False)
+    format: str | None = None
+    encode: str | None = None
+    format_options: dict[str, str] = field(default_factory=dict, repr=False)
+    if_not_exists: bool = False
+    head: str = ""  # the text before WITH (...): CREATE SINK ... FROM x | AS SELECT ...
+    raw: str = field(default="", repr=False)
+
+
+@dataclass
+class DropSink(Statement):
+    """DROP SINK [IF EXISTS] name."""
+
+    name: str
+    if_exists: bool = False
+
+
+@dataclass
+class AlterSink(Statement):
+    """ALTER SINK name CONNECTOR WITH (k = v, ...) | ALTER SINK name RESUME.
+
+    Both restart a sink that stopped on an error; the first changes its options too.
+    """
+
+    name: str
+    options: dict[str, str] = field(default_factory=dict, repr=False)
+    raw: str = field(default="", repr=False)

@@ -21,9 +21,10 @@ _UNITS = {"microsecond": 1e-6, "millisecond": 1e-3, "ms": 1e-3, "second": 1.0, "
           "week": 604800.0}
 
 
-def window_args(func: exp.Expression) -> tuple[str, str, list[exp.Expression]]:
+def window_args(func: exp.Expr) -> tuple[str, str, list[exp.Expr]]:
     """(kind, source relation, [ts, size, offset] or [ts, hop, size]) of TUMBLE/HOP."""
-    name = (func.name if isinstance(func, exp.Anonymous) else func.sql_name()).lower()
+    name = (func.name if isinstance(func, exp.Anonymous) else
+            func.sql_name() if isinstance(func, exp.Func) else func.key).lower()
     args = list(func.expressions) if isinstance(func, exp.Anonymous) else list(
         func.args.values())
     if name not in ("tumble", "hop"):
@@ -39,7 +40,7 @@ def window_args(func: exp.Expression) -> tuple[str, str, list[exp.Expression]]:
     return name, source.name, args[1:]
 
 
-def interval_seconds(node: exp.Expression) -> float | None:
+def interval_seconds(node: exp.Expr) -> float | None:
     """Seconds in a constant INTERVAL literal, or None if it is not one."""
     if isinstance(node, exp.Interval):
         value = node.this.name if node.this is not None else ""
@@ -62,7 +63,7 @@ def interval_seconds(node: exp.Expression) -> float | None:
     return total
 
 
-def interval_ratio(hop: exp.Expression, size: exp.Expression) -> int:
+def interval_ratio(hop: exp.Expr, size: exp.Expr) -> int:
     """How many HOP windows contain a row: size / hop, which must be a whole number."""
     h, s = interval_seconds(hop), interval_seconds(size)
     if h is None or s is None or h <= 0 or s <= 0:
@@ -77,7 +78,7 @@ def expand_window_functions(query: exp.Query,
                             columns: Callable[[str], list[tuple[str, str]]]) -> exp.Query:
     """Replace TUMBLE/HOP in FROM by equivalent subqueries (for DuckDB)."""
 
-    def visit(node: exp.Expression) -> exp.Expression:
+    def visit(node: exp.Expr) -> exp.Expr:
         if not (isinstance(node, exp.Table) and isinstance(node.this, (exp.Anonymous,
                                                                         exp.Func))):
             return node
@@ -106,4 +107,6 @@ def expand_window_functions(query: exp.Query,
         return exp.Subquery(this=sub, alias=exp.TableAlias(
             this=exp.to_identifier(node.alias or source)))
 
-    return query.copy().transform(visit)
+    out = query.copy().transform(visit)
+    assert isinstance(out, exp.Query)
+    return out

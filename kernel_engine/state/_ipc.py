@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import io
-
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
 __all__ = ["decode", "encode"]
 
 
-def encode(table: pa.Table) -> bytes:
-    """An LZ4-compressed Arrow IPC file (several times faster to write than Parquet)."""
-    sink = io.BytesIO()
-    options = ipc.IpcWriteOptions(compression="lz4")
+def encode(table: pa.Table, compress: bool = True) -> bytes:
+    """An Arrow IPC file, LZ4-compressed unless `compress` is false (several times faster
+    to write than Parquet; uncompressed is faster still where bytes are cheap: local disk)."""
+    sink = pa.BufferOutputStream()
+    options = ipc.IpcWriteOptions(compression="lz4" if compress else None)
     with ipc.new_file(sink, table.schema, options=options) as writer:
         writer.write_table(table)
-    return sink.getvalue()
+    return sink.getvalue().to_pybytes()
 
 
 def decode(data: bytes) -> pa.Table:
     """The table encoded in `data`."""
-    return ipc.open_file(io.BytesIO(data)).read_all()
+    return ipc.open_file(pa.BufferReader(data)).read_all()

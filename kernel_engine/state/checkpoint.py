@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from kernel_engine._duck import Duck
 from kernel_engine.errors import Error
-from kernel_engine.state import _ipc
+from kernel_engine.state import _ipc, log
 from kernel_engine.state.storage import Storage, StorageError
 
 __all__ = ["CheckpointJob", "CheckpointWriter", "ChecksumError", "Crashed", "LogRef", "Manifest",
@@ -66,6 +66,7 @@ class CheckpointJob:
     ddl: list[str]
     fingerprint: str
     started: float = field(default_factory=time.perf_counter)
+    sinks: dict[str, Any] = field(default_factory=dict)  # each sink's delivered epoch
 
 
 @dataclass
@@ -164,7 +165,7 @@ def read_table_files(storage: Storage, files: list[dict[str, Any]]) -> list[pa.T
     out = []
     for entry in files:
         if entry.get("kind") == "log":
-            chunks = [_ipc.decode(_verified(storage, part)) for part in entry["parts"]]
+            chunks = [log.decode(_verified(storage, part)) for part in entry["parts"]]
             rows = pa.concat_tables(chunks).drop_columns(["_w"])
             out.append(rows.append_column("_deleted", pa.repeat(pa.scalar(False),
                                                                   rows.num_rows)))
@@ -352,9 +353,6 @@ class CheckpointWriter:
                          "bytes": sum(p["bytes"] for p in delta.parts),
                          "rows": sum(p["rows"] for p in delta.parts)}
                 files.setdefault(name, []).append(entry)
-                if len(files[name]) > COMPACT_AFTER:
-                    files[name] = self._compact(name, job, files[name])
-                    written += files[name][-1]["bytes"]  # a compaction is written too
                 continue
             if delta is None or delta.num_rows == 0:
                 continue
@@ -367,13 +365,10 @@ class CheckpointWriter:
                 files[name] = [entry]
             else:
                 files.setdefault(name, []).append(entry)
-                if len(files[name]) > COMPACT_AFTER:
-                    files[name] = self._compact(name, job, files[name])
-                    written += files[name][-1]["bytes"]  # a compaction is written too
         self.crash_point("before_manifest")
         tables = {t: {**info, "files": files.get(t, [])} for t, info in job.tables.items()}
-        manifest = Manifest(job.epoch, job.fingerprint, job.ddl, tables, job.sources, {},
-                            time.time())
+        manifest = Manifest(job.epoch, job.fingerprint, job.ddl, tables, job.sources,
+                            job.sinks, time.time())
         body = manifest.to_bytes()
         self._alive()
         self.storage.write(manifest_path(job.epoch), body)
@@ -391,6 +386,7 @@ class CheckpointWriter:
             self._alive()
             self.on_durable(manifest)
             self._collect_garbage()
+            self._compact_piled(job)
         except Crashed:
             raise
         except Exception as err:  # noqa: BLE001 - housekeeping, retried after the next one
@@ -403,6 +399,24 @@ class CheckpointWriter:
         self.storage.write(path, data)
         return {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
                 "rows": table.num_rows, "epoch": epoch}
+
+    def _compact_piled(self, job: CheckpointJob) -> None:
+        """Background compaction, after a checkpoint landed and off its path: merge the files
+        of tables that have more than COMPACT_AFTER, while no checkpoint waits (or once they
+        pile up to 4x that). The next manifest references the merged files; until then the
+        old ones serve, and a crash leaves the merged ones as strays, removed at the next
+        start. The bytes are reported as the checkpoint's `compaction_bytes`."""
+        piled = [t for t, entries in self.files.items()
+                 if t in job.tables and job.tables[t]["key"] and len(entries) > COMPACT_AFTER]
+        written = 0
+        for name in piled:
+            if not self._queue.empty() and len(self.files[name]) <= 4 * COMPACT_AFTER:
+                continue
+            self._alive()
+            self.files[name] = self._compact(name, job, self.files[name])
+            written += self.files[name][-1]["bytes"]
+        if written:
+            self.history[-1]["compaction_bytes"] = written
 
     def _compact(self, name: str, job: CheckpointJob,
                  entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

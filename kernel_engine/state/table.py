@@ -63,6 +63,8 @@ class StateTable:
         self.columns = list(columns)
         self.key = list(key)
         self.rows_written = 0
+        # False for a source's rows: a source stores nothing durable (its connector replays)
+        self.persisted = True
         self._inserted: list[pa.Table] = []
         self._touched: list[pa.Table] = []
         cols = ", ".join(f"{quote(n)} {t}" for n, t in self.columns)
@@ -109,6 +111,10 @@ class StateTable:
         self.duck.run(f"INSERT INTO {target} SELECT {cols} FROM _d WHERE _w > 0", _d=delta)
         self.rows_written += delta.num_rows
         self._touched.append(delta.select(self.key) if self.key else delta.slice(0, 1).select([]))
+
+    def discard_changes(self) -> None:
+        """Forget what changed since the last take_changes (for a table not checkpointed)."""
+        self._inserted, self._touched = [], []
 
     def only_inserts(self) -> bool:
         """True when rows were inserted since the last take_changes and nothing else."""
