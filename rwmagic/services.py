@@ -251,7 +251,7 @@ class S3Server:
 
     def filesystem(self) -> Any:
         """An s3fs filesystem on this server (to list and read what was written)."""
-        import s3fs  # type: ignore[import-untyped]
+        import s3fs
 
         return s3fs.S3FileSystem(key=self.key, secret=self.secret, skip_instance_cache=True,
                                  use_listings_cache=False,

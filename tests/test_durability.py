@@ -590,3 +590,19 @@ def test_crash_lab_helper_on_a_connection() -> None:
     assert all(s["ok"] and s["duplicated"] == 0 and s["lost"] == 0 for s in summary.values())
     outcome = result.outcomes["cons_user_spend"]
     assert sorted(outcome.observed) == sorted(outcome.expected) and len(outcome.expected) == 5
+
+
+def test_merged_statements_meet_a_primary_key_table_in_order(tmp_path: Path) -> None:
+    """With storage, the batches of several statements reach the engine merged; a DELETE
+    followed by an INSERT of an existing key must still overwrite it, as in memory."""
+    script = ["CREATE TABLE t (k INT PRIMARY KEY, v INT)",
+              "INSERT INTO t VALUES (8, 12), (0, 64)", "FLUSH",
+              "INSERT INTO t VALUES (6, 53)", "DELETE FROM t WHERE k = 0",
+              "INSERT INTO t VALUES (8, 17)", "UPDATE t SET v = v + 1 WHERE k = 6",
+              "INSERT INTO t VALUES (6, 1), (0, 2)", "FLUSH"]
+    want = [(0, 2), (6, 1), (8, 17)]
+    for location in (None, str(tmp_path)):
+        with kernel_engine.connect(location, barrier_interval_ms=SLOW) as db:
+            for sql in script:
+                db.execute(sql)
+            assert db.execute("SELECT * FROM t ORDER BY k").fetchall() == want, location

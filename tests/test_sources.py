@@ -154,9 +154,11 @@ def test_python_source_fed_again_after_a_restart_resumes_at_its_offset(tmp_path:
     view = ("CREATE MATERIALIZED VIEW m AS SELECT count(*) AS n, count(DISTINCT id) AS d, "
             "sum(v) AS t FROM ev")
     db = kernel_engine.connect(str(tmp_path), barrier_interval_ms=50)
-    db.create_source("ev", events, event_time="ts", speed=2.0)  # 3 s of events take 1.5 s
+    db.create_source("ev", events, event_time="ts", speed=1.0)  # 3 s of events take 3 s
     db.execute(view)
-    time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while not db.execute("SELECT n FROM m").fetchall() and time.monotonic() < deadline:
+        time.sleep(0.05)
     db.execute("FLUSH")
     seen = db.execute("SELECT n FROM m").fetchone()[0]
     assert 0 < seen < n
@@ -167,7 +169,7 @@ def test_python_source_fed_again_after_a_restart_resumes_at_its_offset(tmp_path:
         assert again.execute("SELECT n FROM m").fetchone()[0] >= seen
         with pytest.raises(BindError, match="python source ev was created with columns"):
             again.create_source("ev", events[["id", "v"]])
-        again.create_source("ev", events, event_time="ts", speed=2.0)
+        again.create_source("ev", events, event_time="ts", speed=1.0)
         _wait(again, "SELECT n, d, t FROM m", [(n, n, sum(i % 7 for i in range(n)))])
     finally:
         again.close()

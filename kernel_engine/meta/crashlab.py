@@ -229,6 +229,8 @@ class CrashLabRun:
         if self.at == "now":
             db.crash()
         else:
+            if self.at == "processing":  # every batch issued so far processed first: the
+                db.coordinator.call(lambda: None)  # crash hits the trigger's batch, always
             db.crash(at=self.at)
             triggered = self.at == "processing" or self.at.startswith("sink_")
             trigger = [self._rest.pop(0)] if triggered and self._rest else []

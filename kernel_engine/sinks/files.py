@@ -16,11 +16,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from kernel_engine._duck import Duck
 from kernel_engine.sinks.errors import SinkDataError, TransientSinkError
 from kernel_engine.sinks.log import OP, Entry
 from kernel_engine.sinks.spec import SinkSpec
 from kernel_engine.sql.redact import redact_text
 from kernel_engine.state.storage import Storage, StorageError
+from kernel_engine.state.table import quote
 
 __all__ = ["FileTarget"]
 
@@ -36,6 +38,7 @@ class FileTarget:
         self.columns = columns
         self.ext = EXTENSIONS[spec.encode]
         self.storage: Storage | None = None
+        self._duck: Duck | None = None  # converts columns the encoders cannot write
 
     def _open_storage(self) -> Storage:
         assert self.spec.location is not None
@@ -109,8 +112,32 @@ class FileTarget:
             pq.write_table(rows, out)
         elif self.ext == "csv":
             delimiter = self.spec.format_options.get("delimiter", ",")
-            pacsv.write_csv(rows, out, pacsv.WriteOptions(delimiter=delimiter))
+            pacsv.write_csv(self._as_text(rows, nested=True), out,
+                            pacsv.WriteOptions(delimiter=delimiter))
         else:
-            frame = rows.to_pandas()
-            frame.to_json(out, orient="records", lines=True, date_format="iso")
+            frame = self._as_text(rows, nested=False).to_pandas()
+            frame.to_json(out, orient="records", lines=True)
         return out.getvalue()
+
+    def _as_text(self, rows: pa.Table, nested: bool) -> pa.Table:
+        """Dates, times and intervals as text (JSON has no such types); with `nested`, lists,
+        structs and maps as JSON text (CSV has no such types)."""
+        items, changed = [], False
+        for field in rows.schema:
+            col = quote(field.name)
+            typ = field.type
+            if pa.types.is_temporal(typ) or pa.types.is_interval(typ) or (
+                    pa.types.is_decimal(typ) and not nested):
+                items.append(f"CAST({col} AS VARCHAR) AS {col}")
+                changed = True
+            elif nested and (pa.types.is_list(typ) or pa.types.is_large_list(typ)
+                             or pa.types.is_struct(typ) or pa.types.is_map(typ)):
+                items.append(f"CAST(to_json({col}) AS VARCHAR) AS {col}")
+                changed = True
+            else:
+                items.append(col)
+        if not changed:
+            return rows
+        if self._duck is None:
+            self._duck = Duck()
+        return self._duck.arrow(f"SELECT {', '.join(items)} FROM _r", _r=rows)

@@ -45,25 +45,26 @@ _LINE = re.compile(r"\bline (\d+)")
 
 # DuckDB type (prefix) -> PostgreSQL types (pg_type.typname) that accept its values
 _INTS = {"int2", "int4", "int8", "numeric", "float4", "float8"}
-_COMPATIBLE: list[tuple[str, set[str]]] = [
-    ("BOOL", {"bool"}),
-    ("TINYINT", _INTS), ("SMALLINT", _INTS), ("INTEGER", _INTS), ("INT", _INTS),
-    ("BIGINT", _INTS), ("HUGEINT", {"int8", "numeric"}), ("UTINYINT", _INTS),
-    ("USMALLINT", _INTS), ("UINTEGER", _INTS | {"int8"}), ("UBIGINT", {"int8", "numeric"}),
-    ("DECIMAL", {"numeric", "float4", "float8"}), ("NUMERIC", {"numeric", "float4", "float8"}),
-    ("FLOAT", {"float4", "float8", "numeric"}), ("DOUBLE", {"float4", "float8", "numeric"}),
-    ("REAL", {"float4", "float8", "numeric"}),
-    ("VARCHAR", {"text", "varchar", "bpchar", "name", "json", "jsonb", "uuid", "citext"}),
-    ("TIMESTAMP WITH TIME ZONE", {"timestamptz", "timestamp"}),
-    ("TIMESTAMPTZ", {"timestamptz", "timestamp"}),
-    ("TIMESTAMP", {"timestamp", "timestamptz"}),
-    ("DATE", {"date", "timestamp", "timestamptz"}),
-    ("TIME", {"time", "timetz"}),
-    ("INTERVAL", {"interval"}),
-    ("BLOB", {"bytea"}),
-    ("JSON", {"json", "jsonb", "text"}),
-    ("UUID", {"uuid", "text", "varchar"}),
-]
+_FLOATS = {"float4", "float8", "numeric"}
+_TEXT = {"text", "varchar", "bpchar", "name", "json", "jsonb", "uuid", "citext"}
+_COMPATIBLE: dict[str, set[str]] = {
+    "BOOLEAN": {"bool"}, "BOOL": {"bool"},
+    "TINYINT": _INTS, "SMALLINT": _INTS, "INTEGER": _INTS, "INT": _INTS, "BIGINT": _INTS,
+    "HUGEINT": {"int8", "numeric"}, "UTINYINT": _INTS, "USMALLINT": _INTS,
+    "UINTEGER": _INTS, "UBIGINT": {"int8", "numeric"},
+    "DECIMAL": _FLOATS, "NUMERIC": _FLOATS, "FLOAT": _FLOATS, "DOUBLE": _FLOATS,
+    "REAL": _FLOATS, "DOUBLE PRECISION": _FLOATS,
+    "VARCHAR": _TEXT, "TEXT": _TEXT, "STRING": _TEXT,
+    "TIMESTAMP WITH TIME ZONE": {"timestamptz", "timestamp"},
+    "TIMESTAMPTZ": {"timestamptz", "timestamp"},
+    "TIMESTAMP": {"timestamp", "timestamptz"},
+    "DATE": {"date", "timestamp", "timestamptz"},
+    "TIME": {"time", "timetz"},
+    "INTERVAL": {"interval"},
+    "BLOB": {"bytea"}, "BYTEA": {"bytea"},
+    "JSON": {"json", "jsonb", "text"},
+    "UUID": {"uuid", "text", "varchar"},
+}
 
 
 def compatible(duck_type: str, pg_type: str) -> bool:
@@ -73,10 +74,8 @@ def compatible(duck_type: str, pg_type: str) -> bool:
         return pg_type.startswith("_")
     if typ.startswith(("STRUCT", "MAP")):
         return pg_type in ("json", "jsonb", "text")
-    for prefix, allowed in _COMPATIBLE:
-        if typ.startswith(prefix):
-            return pg_type in allowed
-    return True  # a type we do not know: PostgreSQL will say
+    allowed = _COMPATIBLE.get(typ.split("(")[0].strip())
+    return allowed is None or pg_type in allowed  # a type we do not know: PostgreSQL says
 
 
 class PostgresTarget:
@@ -359,10 +358,10 @@ class PostgresTarget:
             elif pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
                 items.append(f"'\\x' || hex({col}) AS {col}")
             elif pa.types.is_list(typ) or pa.types.is_large_list(typ):
-                items.append(f"'{{' || array_to_string(list_transform({col}, x -> CASE WHEN x IS "
-                             "NULL THEN 'NULL' ELSE '\"' || replace(replace(CAST(x AS VARCHAR), "
-                             "'\\', '\\\\'), '\"', '\\\"') || '\"' END), ',') || '}' "
-                             f"AS {col}")
+                element = ("CASE WHEN x IS NULL THEN 'NULL' ELSE '\"' || replace(replace("
+                           "CAST(x AS VARCHAR), '\\', '\\\\'), '\"', '\\\"') || '\"' END")
+                items.append(f"'{{' || array_to_string(list_transform({col}, lambda x: "
+                             f"{element}), ',') || '}}' AS {col}")
             elif pa.types.is_interval(typ):
                 items.append(f"CAST({col} AS VARCHAR) AS {col}")
             else:

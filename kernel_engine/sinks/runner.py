@@ -187,12 +187,17 @@ class SinkRunner:
                     backoff = min(backoff * 2, MAX_BACKOFF_S)
                 except SinkDataError as err:
                     self._fail(err.message)
+                except Crashed:
+                    raise
+                except Exception as err:  # noqa: BLE001 - stop this sink, say why; ALTER resumes
+                    self._ready = False
+                    self.target.close()
+                    self._fail(f"sink {self.spec.name} stopped at epoch {self.done + 1}: "
+                               f"{type(err).__name__}: {err}")
         except Crashed as err:
             if str(err) != "abandoned":
                 self.state = "crashed"
                 self.on_crash()
-        except Exception as err:  # noqa: BLE001 - a bug must not pass silently
-            self._fail(f"sink {self.spec.name} failed: {type(err).__name__}: {err}")
         finally:
             if self._stop:
                 self._finish()

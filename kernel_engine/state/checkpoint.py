@@ -401,17 +401,15 @@ class CheckpointWriter:
                 "rows": table.num_rows, "epoch": epoch}
 
     def _compact_piled(self, job: CheckpointJob) -> None:
-        """Background compaction, after a checkpoint landed and off its path: merge the files
-        of tables that have more than COMPACT_AFTER, while no checkpoint waits (or once they
-        pile up to 4x that). The next manifest references the merged files; until then the
-        old ones serve, and a crash leaves the merged ones as strays, removed at the next
-        start. The bytes are reported as the checkpoint's `compaction_bytes`."""
+        """Compaction, after a checkpoint landed (off that checkpoint's path): merge the
+        files of tables that have more than COMPACT_AFTER. The next manifest references the
+        merged files; until then the old ones serve, and a crash leaves the merged ones as
+        strays, removed at the next start. The bytes are reported as the checkpoint's
+        `compaction_bytes`."""
         piled = [t for t, entries in self.files.items()
                  if t in job.tables and job.tables[t]["key"] and len(entries) > COMPACT_AFTER]
         written = 0
         for name in piled:
-            if not self._queue.empty() and len(self.files[name]) <= 4 * COMPACT_AFTER:
-                continue
             self._alive()
             self.files[name] = self._compact(name, job, self.files[name])
             written += self.files[name][-1]["bytes"]

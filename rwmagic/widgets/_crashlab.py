@@ -28,6 +28,8 @@ __all__ = ["CrashLab", "CrashLabCompare", "crash_lab", "crash_lab_compare", "ver
 SINK_POINTS: tuple[str, ...] = getattr(durability, "SINK_CRASH_POINTS", ())
 WRONG_ROW = "background:rgba(220,50,50,0.2)"
 MISSING_ROW = "text-decoration:line-through;opacity:0.6;background:rgba(220,50,50,0.12)"
+GOOD, BAD = "#2e7d32", "#c0392b"
+BOX = "font-size:12px;font-family:sans-serif"
 
 
 def _text(row: tuple[Any, ...]) -> tuple[str, ...]:
@@ -49,8 +51,6 @@ def sinks_available() -> bool:
 def crash_points(sink: bool) -> list[str]:
     """The crash points to offer: the engine's, the sink's (with a sink), and "now"."""
     return [*CRASH_POINTS, *(SINK_POINTS if sink else ()), "now"]
-GOOD, BAD = "#2e7d32", "#c0392b"
-BOX = "font-size:12px;font-family:sans-serif"
 
 
 def verdict_text(result: CrashLabResult) -> str:
@@ -145,7 +145,7 @@ class CrashLab(widgets.VBox):
                             "press Recover", BAD)
         self._render_steps()
         self._render_views()
-        self._controls(crash=True, recover=False)
+        self._controls(crashed=True)
 
     def recover(self) -> None:
         """Recover the lab engine, finish the workload and show the verdict."""
@@ -166,7 +166,7 @@ class CrashLab(widgets.VBox):
         self._render_steps()
         self._render_views()
         self._render_verdict()
-        self._controls(crash=False, recover=True)
+        self._controls(crashed=False)
 
     def close(self) -> None:
         """Stop the lab engine (if any) and close the widget."""
@@ -180,24 +180,26 @@ class CrashLab(widgets.VBox):
         self._render_status(text, "#555")
         self.crash_button.disabled = self.recover_button.disabled = True
 
-    def _controls(self, crash: bool, recover: bool) -> None:
-        """Enable what makes sense next; the pickers apply to the next Crash."""
-        self.crash_button.disabled = not recover
-        self.recover_button.disabled = not crash
+    def _controls(self, crashed: bool) -> None:
+        """Enable what makes sense next: Recover after a crash, else Crash (a fresh run with
+        what the pickers say)."""
+        self.crash_button.disabled = crashed
+        self.recover_button.disabled = not crashed
 
     def _failed(self, err: BaseException) -> None:
         self.phase = "error"
         self._render_status(f"failed: {err}", BAD)
-        self._controls(crash=False, recover=True)
+        self._controls(crashed=False)
 
     def _render_status(self, text: str, color: str = "inherit") -> None:
         epochs = (f' · committed epoch before the crash <b class="rw-epoch-before">'
                   f'{self.epoch_before}</b>') if self.epoch_before else ""
         if self.epoch_after:
             epochs += f' → after recovery <b class="rw-epoch-after">{self.epoch_after}</b>'
-
-        self.status.value = (f'<div style="{BOX}"><b>{esc(self.guarantee)}</b> · crash point '
-                             f'<b>{esc(self.at)}</b> · <span class="rw-phase" '
+        guarantee, at = (self.run.guarantee, self.run.at) if self.run else (self.guarantee,
+                                                                            self.at)
+        self.status.value = (f'<div style="{BOX}"><b>{esc(guarantee)}</b> · crash point '
+                             f'<b>{esc(at)}</b> · <span class="rw-phase" '
                              f'style="color:{color}">{esc(text)}</span>{epochs}</div>')
 
     def _render_steps(self) -> None:
@@ -213,7 +215,8 @@ class CrashLab(widgets.VBox):
                 mark = "↻"  # run after the recovery
             items.append(f"<div>{mark} {i + 1:>2}. {esc(_first_line(sql))}</div>")
             if i == k - 1:
-                items.append(f'<div style="color:{BAD}">⚡ crash at {esc(self.at)}</div>')
+                at = self.run.at if self.run else self.at
+                items.append(f'<div style="color:{BAD}">⚡ crash at {esc(at)}</div>')
         self.steps.value = (f'<details><summary style="{BOX}">workload ({len(self.workload)} '
                             f'statements; ✓ before the crash, ↻ after recovery)</summary>'
                             f'<div style="font-family:monospace;font-size:11px">'
@@ -292,16 +295,16 @@ class CrashLab(widgets.VBox):
     def _render_verdict(self) -> None:
         assert self.result is not None
         assert self.run is not None
-        rows = []
+        rows: list[list[Any]] = []
         for o in self.result.outcomes.values():
             want = self.run.expected.get(o.name, ("sink", o.expected, len(o.expected)))[2]
-            rows.append([o.name, want, want + o.duplicated - o.lost, o.duplicated, o.lost,
-                         "✓ as without the crash" if o.ok else "✗ differs"])
-        columns = ["relation", "expected events", "observed events", "duplicated", "lost",
-                   "verdict"]
-        if self.compact:
-            rows = [[r[0], r[3], r[4], r[5][0]] for r in rows]
-            columns = ["relation", "duplicated", "lost", "ok"]
+            mark = "✓" if o.ok else "✗"
+            rows.append([o.name, o.duplicated, o.lost, mark] if self.compact else
+                        [o.name, want, want + o.duplicated - o.lost, o.duplicated, o.lost,
+                         f"{mark} as without the crash" if o.ok else f"{mark} differs"])
+        columns = (["relation", "duplicated", "lost", "ok"] if self.compact else
+                   ["relation", "expected events", "observed events", "duplicated", "lost",
+                    "verdict"])
         color = GOOD if self.result.ok else BAD
         self.verdict.value = (
             f'<div class="rw-verdict" style="{BOX}"><div style="font-size:14px;color:{color}">'

@@ -4,6 +4,8 @@ the pipeline runs, and passwords masked everywhere."""
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pytest
 
@@ -300,3 +302,60 @@ def test_passwords_never_shown(db, pg_server):
         assert pg.password not in text, text
     with psycopg.connect(pg.dsn) as conn:  # while the real password still works
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_recovery_while_postgres_is_down(tmp_path, pg_server):
+    pg = pg_server
+    target = make_table(pg, "id INT, v INT")
+    folder = str(tmp_path / "s")
+    db = kernel_engine.connect(folder, barrier_interval_ms=100)
+    db.execute("CREATE TABLE e (id INT, v INT) APPEND ONLY")
+    db.execute(jdbc_sink(pg, "s", "e", target, kind="append-only"))
+    db.execute("INSERT INTO e VALUES (1, 1), (2, 2); FLUSH")
+    pg.shutdown()
+    try:
+        db.execute("INSERT INTO e VALUES (3, 3); FLUSH")  # durable, not delivered
+        db.crash()
+        started = time.monotonic()
+        db.execute("RECOVER")  # does not wait for the target
+        assert time.monotonic() - started < 10
+        db.execute("INSERT INTO e VALUES (4, 4); FLUSH")
+        wait_until(lambda: db.progress.sinks["s"]["state"] == "retrying", what="retrying")
+    finally:
+        pg.start()
+    wait_until(lambda: db.progress.sinks["s"]["lag_epochs"] == 0
+               and db.progress.sinks["s"]["state"] == "running", what="catching up")
+    assert pg_rows(pg, target) == [(1, 1), (2, 2), (3, 3), (4, 4)]
+    db.close()
+
+
+def test_values_of_every_common_type_arrive_unchanged(db, pg_server):
+    pg = pg_server
+    target = make_table(pg, "id INT PRIMARY KEY, s TEXT, n NUMERIC(12, 3), f DOUBLE PRECISION, "
+                            "b BOOLEAN, d DATE, ts TIMESTAMP, tz TIMESTAMPTZ, iv INTERVAL, "
+                            "raw BYTEA, arr INT[], j JSONB")
+    db.execute("CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR, n DECIMAL(12, 3), f DOUBLE, "
+               "b BOOLEAN, d DATE, ts TIMESTAMP, tz TIMESTAMPTZ, iv INTERVAL, raw BYTEA, "
+               "arr INT[], j JSONB)")
+    db.execute(jdbc_sink(pg, "s", "t", target, pk="id"))
+    db.execute("""INSERT INTO t VALUES
+        (1, 'plain', 1.5, 0.25, true, '2026-04-01', '2026-04-01 09:00:00.123456',
+         '2026-04-01 09:00:00+00', INTERVAL '1 day 02:03:04', '\\xdeadbeef', ARRAY[1, 2],
+         '{"a": [1, "x"]}'),
+        (2, 'quote '' comma , newline
+    backslash \\ "dq"', -0.001, -1e300, false, '1999-12-31', '1999-12-31 23:59:59', NULL,
+         INTERVAL '3 months', '\\x00', ARRAY[]::INT[], '[]'),
+        (3, '', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)""")
+    db.execute("FLUSH")
+    assert db.progress.sinks["s"]["state"] == "running", db.progress.sinks["s"]["error"]
+    with pg.connect() as conn:
+        got = conn.execute(f"SELECT id, s, n::text, f, b, d::text, ts::text, "
+                           f"tz = '2026-04-01 09:00:00+00', iv::text, encode(raw, 'hex'), "
+                           f"arr::text, j::text FROM {target} ORDER BY id").fetchall()
+    assert got[0] == (1, "plain", "1.500", 0.25, True, "2026-04-01",
+                      "2026-04-01 09:00:00.123456", True, "1 day 02:03:04", "deadbeef", "{1,2}",
+                      '{"a": [1, "x"]}')
+    assert got[1][1] == "quote ' comma , newline\n    backslash \\ \"dq\""
+    assert got[1][2:] == ("-0.001", -1e300, False, "1999-12-31", "1999-12-31 23:59:59", None,
+                          "3 mons", "00", "{}", "[]")
+    assert got[2] == (3, "", *([None] * 10))  # the empty string stays apart from NULL

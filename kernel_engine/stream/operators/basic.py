@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -33,10 +36,18 @@ class TableSource(Operator):
         return [self.state]
 
     def process(self, chunk: pa.Table, port: int) -> pa.Table | None:
-        if self.has_pk and pc.min(chunk[WEIGHT]).as_py() > 0:
-            chunk = self._resolve_conflicts(chunk)
-        self.state.apply(chunk)
-        return chunk
+        if not self.has_pk or chunk.num_rows == 0:
+            self.state.apply(chunk)
+            return chunk
+        runs = _sign_runs(chunk)
+        out = []
+        for run in runs:  # in order: an INSERT after a DELETE sees the row gone
+            if pc.min(run[WEIGHT]).as_py() > 0:
+                run = self._resolve_conflicts(run)
+            self.state.apply(run)
+            out.append(run)
+        return out[0] if len(out) == 1 else pa.concat_tables(
+            [o.cast(out[0].schema) for o in out])
 
     def _resolve_conflicts(self, chunk: pa.Table) -> pa.Table:
         cols = ", ".join(quote(c) for c in self.state.column_names)
@@ -58,6 +69,18 @@ class TableSource(Operator):
                 f"SELECT * FROM _n ANTI JOIN _o ON {key_match('_n', '_o', self.state.key)}",
                 _n=new, _o=old)
         return pa.concat_tables([old, new.cast(old.schema)])
+
+
+def _sign_runs(chunk: pa.Table) -> list[pa.Table]:
+    """Split a change batch into its runs of inserts and of retractions, in order.
+
+    Batches of several statements arrive merged: an INSERT of a key that a DELETE before
+    it removed (or that an earlier INSERT added) must meet the table as the statements
+    before it left it, so each run is resolved and applied before the next.
+    """
+    positive = pc.greater(chunk[WEIGHT], 0).to_numpy(zero_copy_only=False)
+    cuts = [0, *(np.flatnonzero(positive[1:] != positive[:-1]) + 1).tolist(), len(positive)]
+    return [chunk.slice(a, b - a) for a, b in itertools.pairwise(cuts) if b > a]
 
 
 class Scan(Operator):
