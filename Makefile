@@ -46,6 +46,7 @@ browser:
 
 test: venv services browser
 	$(BIN)/ruff check kernel_engine rwmagic tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 demo: venv

@@ -9,6 +9,7 @@ sets them for the session (or ``c.StreamSqlMagic.<option>`` in a config file).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import sqlglot
@@ -217,7 +218,7 @@ class StreamSqlMagic(Magics, Configurable):
         try:
             import rwmagic
 
-            watch = rwmagic.watch
+            watch: Callable[[str], Any] = rwmagic.watch
         except (ImportError, AttributeError) as err:
             print(f"--watch needs the rwmagic widgets (pip install 'rwmagic[notebook]'; "
                   f"{err}); showing this result once", file=sys.stderr)

@@ -14,24 +14,11 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import rwmagic
+from kernel_engine.article import EXAMPLES
 from rwmagic._template import TemplateError, sql_literal, substitute
 from rwmagic.magic import StreamSqlMagic, watched_relation
 
-EVENTS = """%%stream_sql
-CREATE TABLE cons_events (
-    event_id    BIGINT,
-    user_id     INT,
-    event_type  VARCHAR,
-    amount      DOUBLE PRECISION,
-    event_ts    TIMESTAMP
-);
-INSERT INTO cons_events VALUES
-    (1001, 42, 'purchase', 149.99, '2026-04-01 09:00:01'),
-    (1002, 43, 'purchase', 29.50,  '2026-04-01 09:00:02'),
-    (1003, 42, 'refund',   -29.99, '2026-04-01 09:00:03'),
-    (1004, 44, 'purchase', 89.00,  '2026-04-01 09:00:04'),
-    (1005, 43, 'purchase', 199.99, '2026-04-01 09:00:05');
-"""
+EVENTS = "%%stream_sql" + EXAMPLES[0][1]  # the article's example 1, verbatim
 
 USER_SPEND = """%%stream_sql
 CREATE MATERIALIZED VIEW cons_user_spend AS

@@ -17,8 +17,8 @@ from collections.abc import Hashable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-__all__ = ["RATE_HZ", "Live", "Refresher", "engine_alive", "esc", "fmt_bytes", "fmt_value",
-           "html_table", "refresher", "resolve"]
+__all__ = ["RATE_HZ", "Live", "LiveWidget", "Refresher", "engine_alive", "esc", "fmt_bytes",
+           "fmt_value", "html_table", "refresher", "resolve"]
 
 RATE_HZ = 4.0  # at most this many updates a second per widget
 
@@ -108,6 +108,59 @@ class Live(Protocol):
     def alive(self) -> bool:
         """False once the widget was closed or its engine is gone: stop refreshing it."""
         ...
+
+
+class LiveWidget:
+    """The bookkeeping of a live widget (mixed in before `widgets.VBox`): a lock, the
+    last change token, closing; `alive()` for the refresh thread."""
+
+    db: Any
+    _lock: threading.Lock
+    _closed: bool
+    _token: Hashable
+
+    def _start_live(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
+        self._token = None
+
+    def change_token(self) -> Hashable:
+        """Something cheap that changes whenever the widget should re-render."""
+        raise NotImplementedError
+
+    def show_error(self, err: BaseException) -> None:
+        """Show a failure in the widget (never print it)."""
+        raise NotImplementedError
+
+    def refresh(self, force: bool = False) -> bool:
+        """Re-render if the token moved (or `force`); True if it re-rendered."""
+        raise NotImplementedError
+
+    def _moved(self, force: bool) -> bool:
+        """Whether the change token moved since the last call (or `force`); hold `_lock`."""
+        token = self.change_token()
+        if not force and token == self._token:
+            return False
+        self._token = token
+        return True
+
+    def _engine_gone(self) -> None:
+        self.show_error(RuntimeError("the engine was closed: no more refreshes"))
+
+    def alive(self) -> bool:
+        """False once closed or once the connection was closed."""
+        if self._closed:
+            return False
+        if not engine_alive(self.db):
+            self._engine_gone()
+            return False
+        return True
+
+    def close(self) -> None:
+        """Stop refreshing and close the widget."""
+        self._closed = True
+        refresher().remove(self)
+        super().close()  # type: ignore[misc]
 
 
 class Refresher:

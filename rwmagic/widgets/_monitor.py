@@ -9,7 +9,6 @@ reports sinks); the last errors.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Hashable
 from typing import Any
 
@@ -17,7 +16,14 @@ import ipywidgets as widgets
 import traitlets
 
 from rwmagic.widgets._chart import Series, chart
-from rwmagic.widgets._common import engine_alive, esc, fmt_bytes, html_table, refresher, resolve
+from rwmagic.widgets._common import (
+    LiveWidget,
+    esc,
+    fmt_bytes,
+    html_table,
+    refresher,
+    resolve,
+)
 
 __all__ = ["EpochMonitor", "monitor"]
 
@@ -42,7 +48,7 @@ def _compact(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
-class EpochMonitor(widgets.VBox):
+class EpochMonitor(LiveWidget, widgets.VBox):
     """Epoch counters, checkpoint charts, source offsets and sink progress of one engine."""
 
     current_epoch = traitlets.Int(0, help="The epoch the engine is processing.")
@@ -60,9 +66,7 @@ class EpochMonitor(widgets.VBox):
         self.errors = widgets.HTML()
         super().__init__([self.counters, self.chart, self.sources, self.sinks, self.errors])
         self.add_class("rw-monitor")
-        self._lock = threading.Lock()
-        self._closed = False
-        self._token: Hashable = None
+        self._start_live()
         self.refresh(force=True)
         refresher().add(self)
 
@@ -74,22 +78,11 @@ class EpochMonitor(widgets.VBox):
         return (id(self.db.coordinator), p.current_epoch, p.committed_epoch, p.checkpoint_epoch,
                 p.durable_epoch, len(p.checkpoints), len(p.errors), self.db.crashed)
 
-    def alive(self) -> bool:
-        """False once closed or once the connection was closed."""
-        if self._closed:
-            return False
-        if not engine_alive(self.db):
-            self.show_error(RuntimeError("the engine was closed: no more refreshes"))
-            return False
-        return True
-
     def refresh(self, force: bool = False) -> bool:
         """Re-render if anything moved since the last render."""
         with self._lock:
-            token = self.change_token()
-            if not force and token == self._token:
+            if not self._moved(force):
                 return False
-            self._token = token
             p = self.db.progress
             epochs = (p.current_epoch, p.committed_epoch, p.checkpoint_epoch, p.durable_epoch)
             self.counters.value = self._counters(*epochs)
@@ -108,11 +101,6 @@ class EpochMonitor(widgets.VBox):
         self.errors.value = (f'<div class="rw-error" style="color:#c0392b;font-size:12px">'
                              f"monitor refresh failed: {esc(err)}</div>")
 
-    def close(self) -> None:
-        """Stop refreshing and close the widget."""
-        self._closed = True
-        refresher().remove(self)
-        super().close()
 
     # ---- parts ---------------------------------------------------------------------------
 

@@ -8,14 +8,13 @@ epoch, and the picture is redrawn whenever an epoch commits.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Hashable
 from typing import Any
 
 import ipywidgets as widgets
 import traitlets
 
-from rwmagic.widgets._common import engine_alive, esc, refresher, resolve
+from rwmagic.widgets._common import LiveWidget, esc, refresher, resolve
 
 __all__ = ["PlanView", "plan_svg", "show_plan"]
 
@@ -135,7 +134,7 @@ def plan_svg(db: Any, name: str) -> str:
             f'style="font-family:sans-serif">{arrow}{"".join(parts)}</svg>')
 
 
-class PlanView(widgets.VBox):
+class PlanView(LiveWidget, widgets.VBox):
     """The streaming plan of a materialized view, redrawn at every committed epoch."""
 
     epoch = traitlets.Int(0, help="The committed epoch the counters were read at.")
@@ -147,9 +146,7 @@ class PlanView(widgets.VBox):
         self.svg = widgets.HTML()
         super().__init__([self.svg])
         self.add_class("rw-plan-view")
-        self._lock = threading.Lock()
-        self._closed = False
-        self._token: Hashable = None
+        self._start_live()
         self.refresh(force=True)
         if live:
             refresher().add(self)
@@ -159,22 +156,11 @@ class PlanView(widgets.VBox):
         rows = tuple(op.rows_in for op in list(self.db.graph.operators))
         return (id(self.db.coordinator), self.db.progress.committed_epoch, rows)
 
-    def alive(self) -> bool:
-        """False once closed or once the connection was closed."""
-        if self._closed:
-            return False
-        if not engine_alive(self.db):
-            self.show_error(RuntimeError("the engine was closed: no more refreshes"))
-            return False
-        return True
-
     def refresh(self, force: bool = False) -> bool:
         """Redraw if an epoch committed since the last drawing."""
         with self._lock:
-            token = self.change_token()
-            if not force and token == self._token:
+            if not self._moved(force):
                 return False
-            self._token = token
             if self.db.crashed:  # its state is gone until RECOVER; keep the last picture
                 return False
             epoch = int(self.db.progress.committed_epoch)
@@ -189,11 +175,6 @@ class PlanView(widgets.VBox):
         self.svg.value += (f'<div class="rw-error" style="color:#c0392b;font-size:12px">'
                            f"plan refresh failed: {esc(err)}</div>")
 
-    def close(self) -> None:
-        """Stop refreshing and close the widget."""
-        self._closed = True
-        refresher().remove(self)
-        super().close()
 
 
 def show_plan(name: str, db: Any = None, live: bool = True) -> PlanView:

@@ -7,14 +7,13 @@ struck through below the table (until the next change).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Hashable
 from typing import Any
 
 import ipywidgets as widgets
 import traitlets
 
-from rwmagic.widgets._common import engine_alive, esc, html_table, refresher, resolve
+from rwmagic.widgets._common import LiveWidget, esc, html_table, refresher, resolve
 
 __all__ = ["LiveTable", "watch"]
 
@@ -28,7 +27,7 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class LiveTable(widgets.VBox):
+class LiveTable(LiveWidget, widgets.VBox):
     """A materialized view (or table) kept up to date at every committed epoch."""
 
     epoch = traitlets.Int(0, help="The committed epoch whose content the table shows.")
@@ -46,9 +45,7 @@ class LiveTable(widgets.VBox):
         self.table = widgets.HTML()
         super().__init__([self.header, self.table])
         self.add_class("rw-watch")
-        self._lock = threading.Lock()
-        self._closed = False
-        self._token: Hashable = None
+        self._start_live()
         self._rows: dict[Any, tuple[Any, ...]] | None = None
         self._styles: dict[Any, str] = {}
         self._gone: list[tuple[Any, ...]] = []
@@ -72,22 +69,14 @@ class LiveTable(widgets.VBox):
         """The committed epoch (and the engine incarnation: RECOVER starts a new one)."""
         return (id(self.db.coordinator), self.db.progress.committed_epoch, self.db.crashed)
 
-    def alive(self) -> bool:
-        """False once closed or once the connection was closed."""
-        if self._closed:
-            return False
-        if not engine_alive(self.db):
-            self._status("the engine was closed: no more refreshes", "#c0392b")
-            return False
-        return True
+    def _engine_gone(self) -> None:
+        self._status("the engine was closed: no more refreshes", "#c0392b")
 
     def refresh(self, force: bool = False) -> bool:
         """Re-read the relation if an epoch was committed since the last read."""
         with self._lock:
-            token = self.change_token()
-            if not force and token == self._token:
+            if not self._moved(force):
                 return False
-            self._token = token
             if self.db.crashed:
                 self._status("engine crashed: showing the last content; RECOVER to go on",
                              "#c0392b")
@@ -110,11 +99,6 @@ class LiveTable(widgets.VBox):
         """Keep the last content and say what went wrong."""
         self._status(f"refresh failed: {err}", "#c0392b")
 
-    def close(self) -> None:
-        """Stop refreshing and close the widget."""
-        self._closed = True
-        refresher().remove(self)
-        super().close()
 
     # ---- reading and diffing ---------------------------------------------------------------
 
