@@ -45,6 +45,7 @@ class ParseError(Error):
     def __init__(self, message: str, line: int = 0, col: int = 0) -> None:
         where = f" at line {line}, column {col}" if line else ""
         super().__init__(f"syntax error{where}: {message}")
+        self.detail = message
         self.line = line
         self.col = col
 

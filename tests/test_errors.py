@@ -89,6 +89,21 @@ def test_parse_error_position_counts_from_the_start_of_the_whole_text(db: Connec
         db.execute("SELECT 1 FROM")
 
 
+@pytest.mark.parametrize(("sql", "where"), [
+    ("SELECT x FROM a WHERE x >", (1, 25)),
+    ("EXPLAIN SELECT x FROM a WHERE x >", (1, 33)),
+    ("EXPLAIN\n  SELECT x FROM a WHERE x >", (2, 27)),
+    ("SELECT 1;\nEXPLAIN SELECT x\nFROM a WHERE )", (3, 14)),
+])
+def test_a_parse_error_inside_explain_is_placed_in_the_whole_text(
+        db: Connection, sql: str, where: tuple[int, int]) -> None:
+    db.execute("CREATE TABLE a (x INT)")
+    with pytest.raises(ParseError) as info:
+        db.execute(sql)
+    assert (info.value.line, info.value.col) == where
+    assert f"at line {where[0]}, column {where[1]}:" in str(info.value)
+
+
 def test_a_parse_error_anywhere_runs_no_statement(db: Connection) -> None:
     with pytest.raises(ParseError):
         db.execute("CREATE TABLE a (x INT); INSERT INTO a VALUES (1); SELEC 1")

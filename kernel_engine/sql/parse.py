@@ -123,7 +123,15 @@ def _special(text: str) -> st.Statement | None:
     if m := _SET.match(text):
         return st.SetVariable(m.group(1).lower(), _unquote(m.group(2).strip()))
     if m := _EXPLAIN.match(text):
-        return st.Explain(parse_statement(m.group(1)))
+        try:
+            return st.Explain(parse_statement(m.group(1)))
+        except ParseError as err:  # the position is in the inner statement: make it ours
+            if not err.line:
+                raise
+            before = text[:m.start(1)]
+            shift = len(before) - before.rfind("\n") - 1 if err.line == 1 else 0
+            raise ParseError(err.detail, err.line + before.count("\n"),
+                             err.col + shift) from None
     if m := _DESCRIBE.match(text):
         return st.Describe(_ident(m.group(1)))
     if m := _INSERT_VALUES.match(text):
