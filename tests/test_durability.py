@@ -606,3 +606,32 @@ def test_merged_statements_meet_a_primary_key_table_in_order(tmp_path: Path) -> 
             for sql in script:
                 db.execute(sql)
             assert db.execute("SELECT * FROM t ORDER BY k").fetchall() == want, location
+
+
+def test_an_insert_whose_log_write_failed_after_landing_does_not_replay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A log write can land and still fail (an S3 PUT whose answer is lost): the statement
+    fails, so after a crash its rows must not come back from the log."""
+    db = kernel_engine.connect(str(tmp_path), barrier_interval_ms=SLOW)
+    db.execute("CREATE TABLE ev (id INT, v INT); INSERT INTO ev VALUES (1, 10); FLUSH")
+    write = Storage.write
+
+    def lands_then_fails(self: Storage, rel: str, data: bytes) -> None:
+        write(self, rel, data)
+        if rel.startswith("log/"):
+            raise StorageError(f"cannot write {rel}: the answer was lost")
+
+    monkeypatch.setattr(Storage, "write", lands_then_fails)
+    with pytest.raises(StorageError, match="answer was lost"):
+        db.execute("INSERT INTO ev VALUES (2, 20)")
+    monkeypatch.setattr(Storage, "write", write)
+    db.crash()
+    db.execute("RECOVER")
+    try:
+        assert db.execute("SELECT * FROM ev ORDER BY id").fetchall() == [(1, 10)]
+        db.execute("INSERT INTO ev VALUES (3, 30); FLUSH")
+        db.crash()
+        db.execute("RECOVER")
+        assert db.execute("SELECT * FROM ev ORDER BY id").fetchall() == [(1, 10), (3, 30)]
+    finally:
+        db.close()

@@ -14,6 +14,7 @@ costs more than writing the bytes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from typing import Any
@@ -90,7 +91,15 @@ class SourceLog:
         """Write a batch durably; return its sequence number (call under `lock`)."""
         seq = self.next_seq
         data = _ipc.encode(_compact(chunk), compress=not self.storage.local)
-        self.storage.write(self.path(seq), data)
+        try:
+            self.storage.write(self.path(seq), data)
+        except Exception:
+            # the statement fails, so the batch must not replay: an S3 PUT can land although
+            # its answer was lost. Remove it if it did (best effort: if storage is down, the
+            # next append reuses `seq` and overwrites it)
+            with contextlib.suppress(Exception):
+                self.storage.delete(self.path(seq))
+            raise
         self._digests[seq] = (hashlib.sha256(data).hexdigest(), len(data), chunk.num_rows)
         self.next_seq = seq + 1
         return seq
